@@ -1,0 +1,49 @@
+"""gunicorn settings for the Procfile: `gunicorn -c gunicorn.conf.py server:app`.
+
+The numbers come from the deploy platform's rules (see README, Deployment).
+"""
+import os
+import sys
+
+from whatsapp.config import Config, ConfigError
+
+# Validate the configuration in the master, before anything starts: one line naming the
+# variable, exit code 2, no worker booted.
+try:
+    _config = Config.from_env(os.environ)
+except ConfigError as exc:
+    print(f"configuration error: {exc}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+bind = f"0.0.0.0:{_config.port}"
+# One worker, whatever WEB_CONCURRENCY says (Heroku sets it to 2 on small dynos): every
+# worker would own a browser, and two browsers on one profile corrupt the login.
+workers = 1
+# gthread keeps the worker's heartbeat while handler threads wait on the browser, and lets
+# /status answer while a command runs.
+worker_class = "gthread"
+threads = 8
+timeout = 60
+# Heroku sends SIGKILL 30 s after SIGTERM; the session's own stop is bounded well below 20 s.
+graceful_timeout = 20
+# Several servers on one machine would share ~/.gunicorn/gunicorn.ctl.
+control_socket_disable = True
+# The app must be imported in the worker: the session's threads belong there.
+preload_app = False
+accesslog = "-" if os.environ.get("WHATSAPP_ACCESS_LOG", "0") == "1" else None
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+
+
+def post_worker_init(worker):
+    """Start the session in the worker, after the fork, once its signal handlers exist."""
+    from whatsapp import start_services
+
+    start_services(worker.wsgi)
+
+
+def worker_exit(server, worker):
+    """Close the browser properly (its storage is flushed) before the worker goes."""
+    from whatsapp import stop_services
+
+    stop_services(worker.wsgi)

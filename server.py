@@ -1,0 +1,37 @@
+"""Entry point: `gunicorn server:app` (see Procfile), or `python server.py` for development."""
+import logging
+import os
+import signal
+import sys
+
+from whatsapp import create_app, start_services, stop_services
+from whatsapp.config import ConfigError
+
+logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO").upper(),
+                    format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+try:
+    app = create_app()
+except ConfigError as exc:
+    # One line naming the variable, and nothing started.
+    print(f"configuration error: {exc}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+def main() -> None:
+    def _terminate(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
+    start_services(app)
+    try:
+        app.run(host="0.0.0.0", port=app.config["WHATSAPP"].port, threaded=True,
+                use_reloader=False)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop_services(app)
+
+
+if __name__ == "__main__":
+    main()

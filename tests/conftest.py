@@ -1,0 +1,55 @@
+"""Shared fixtures: a simulator per test, servers started as the Procfile does, cleanup checks."""
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from harness import ServerProcess, browsers_on, wait_for
+
+
+@pytest.fixture
+def sim():
+    from simulator.testing import start
+
+    with start(qr_ttl=20, qr_first_ttl=60, sync_seconds=0.3, pushname="Energenie Phone",
+               phone="15550001111", platform="android") as running:
+        yield running
+
+
+@pytest.fixture
+def servers(tmp_path):
+    """`servers(env=..., data_dir=...)` starts a server; all are stopped after the test and
+    no browser may be left on their data folders."""
+    started: list[ServerProcess] = []
+
+    def start(env: dict | None = None, data_dir=None, wait: bool = True) -> ServerProcess:
+        server = ServerProcess(data_dir or tmp_path / "data", env)
+        started.append(server)
+        return server.start(wait=wait)
+
+    yield start
+    for server in reversed(started):
+        server.stop()
+    for server in started:
+        left = browsers_on(server.data_dir)
+        assert not left, f"browsers left running: {[p.pid for p in left]}"
+
+
+def decode_qr_png(png: bytes) -> str:
+    """Read a QR code from PNG bytes with zbar, as a phone's camera would."""
+    from PIL import Image
+    from pyzbar.pyzbar import decode
+
+    found = decode(Image.open(io.BytesIO(png)))
+    assert found, "no QR code found in the image"
+    return found[0].data.decode()
+
+
+def link_phone(server: ServerProcess, sim) -> dict:
+    """Wait for a QR, read it from qr.png like a phone would, scan it; returns the ready status."""
+    server.wait_status(lambda s: s["status"] == "qr" and s["qrAvailable"], timeout=60, message="a QR")
+    status, _, png = server.request("GET", "/api/whatsapp/qr.png")
+    assert status == 200
+    sim.scan(decode_qr_png(png))
+    return server.wait_status(lambda s: s["status"] == "ready", timeout=60, message="ready")

@@ -1,0 +1,339 @@
+"""Launching and stopping the one Chromium that drives WhatsApp Web.
+
+Chromium and chromedriver run in a process group of their own (chromedriver leads it and
+every browser process joins it), so whatever happens the whole tree is removed with one
+`killpg`. Every WebDriver command is bounded: the HTTP client has a timeout and no
+retries (urllib3 would retry a GET four times against a frozen chromedriver), and page
+loads and scripts have their own timeout.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from functools import lru_cache
+from pathlib import Path
+
+import psutil
+from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.chromium.remote_connection import ChromiumRemoteConnection
+from selenium.webdriver.remote.client_config import ClientConfig
+
+from .config import Config
+from .monitor import LaunchFailed
+
+log = logging.getLogger(__name__)
+
+# whatsapp-web.md, "Browser settings": a desktop user agent without HeadlessChrome, the
+# automation flag hidden, container flags, and no background traffic to Google's hosts
+# (runtime.md: without these Chromium keeps trying to reach them).
+BASE_ARGS = (
+    "--no-sandbox",
+    "--disable-dev-shm-usage",  # the Debian wrapper never adds it itself (runtime.md)
+    "--disable-gpu",
+    "--disable-blink-features=AutomationControlled",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--hide-crash-restore-bubble",
+    # runtime.md: the only flag that stops the two chrome_crashpad_handler processes, which
+    # live outside the browser's process group and write outside the profile.
+    "--disable-crashpad-for-testing",
+    "--window-size=1280,900",
+)
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "chrome")
+
+
+def find_chrome(config: Config) -> str:
+    if config.chrome_bin:
+        return config.chrome_bin
+    for name in CHROMIUM_NAMES:
+        found = shutil.which(name)
+        if found:
+            return found
+    raise LaunchFailed("no Chromium found: install chromium or set CHROME_BIN")
+
+
+def find_chromedriver(config: Config) -> str:
+    if config.chromedriver_path:
+        return config.chromedriver_path
+    found = shutil.which("chromedriver")
+    if found:
+        return found
+    # Last fallback only: it needs the internet (runtime.md: fails at once offline).
+    try:
+        from webdriver_manager.chrome import ChromeDriverManager
+
+        return ChromeDriverManager().install()
+    except Exception as exc:  # webdriver-manager raises many unrelated types
+        raise LaunchFailed(f"no chromedriver found (set CHROMEDRIVER_PATH); webdriver-manager: {exc}") from exc
+
+
+@lru_cache(maxsize=8)
+def chrome_major_version(chrome_bin: str) -> int | None:
+    try:
+        out = subprocess.run([chrome_bin, "--version"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r"(\d+)\.\d+\.\d+", out)
+    return int(match.group(1)) if match else None
+
+
+def user_agent(config: Config, chrome_bin: str) -> str:
+    """A desktop Chrome user agent of the installed version (never `HeadlessChrome`)."""
+    if config.user_agent:
+        return config.user_agent
+    major = chrome_major_version(chrome_bin) or 140
+    return (f"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+            f"Chrome/{major}.0.0.0 Safari/537.36")
+
+
+def chrome_options(config: Config, chrome_bin: str, profile_dir: Path) -> webdriver.ChromeOptions:
+    options = webdriver.ChromeOptions()
+    options.binary_location = chrome_bin
+    if config.headless:
+        options.add_argument("--headless=new")
+    for arg in (*BASE_ARGS, *config.chrome_args):
+        options.add_argument(arg)
+    options.add_argument(f"--user-data-dir={profile_dir.resolve()}")
+    options.add_argument(f"--user-agent={user_agent(config, chrome_bin)}")
+    options.add_experimental_option("excludeSwitches", ["enable-automation"])
+    options.page_load_strategy = "normal"
+    return options
+
+
+class Browser:
+    """One running chromedriver + Chromium tree. Only the owner thread calls `driver`."""
+
+    def __init__(self, driver: webdriver.Remote, service: Service, profile_dir: Path):
+        self.driver = driver
+        self.service = service
+        self.profile_dir = profile_dir
+        self.pgid = service.process.pid  # chromedriver leads its own process group
+
+    @classmethod
+    def launch(cls, config: Config, profile_dir: Path, log_path: Path) -> "Browser":
+        chrome_bin, driver_path = find_chrome(config), find_chromedriver(config)
+        service = Service(driver_path, log_output=str(log_path),
+                          popen_kw={"process_group": 0})
+        try:
+            service.start()
+        except WebDriverException as exc:
+            raise LaunchFailed(f"chromedriver did not start: {exc.msg}") from exc
+        client = ClientConfig(
+            remote_server_addr=service.service_url, keep_alive=True,
+            timeout=config.driver_timeout_s,
+            init_args_for_pool_manager={"init_args_for_pool_manager": {"retries": False}})
+        executor = ChromiumRemoteConnection(remote_server_addr=service.service_url, vendor_prefix="goog",
+                                            browser_name="chrome", client_config=client)
+        try:
+            driver = webdriver.Remote(command_executor=executor,
+                                      options=chrome_options(config, chrome_bin, profile_dir))
+        except Exception as exc:
+            _kill_group(service.process.pid)
+            detail = getattr(exc, "msg", None) or str(exc)
+            raise LaunchFailed(f"Chromium did not start: {detail.splitlines()[0] if detail else exc!r}"
+                               f" (chromedriver log: {log_path})") from exc
+        driver.set_page_load_timeout(config.page_timeout_s)
+        driver.set_script_timeout(config.page_timeout_s)
+        return cls(driver, service, profile_dir)
+
+    def alive(self) -> bool:
+        return self.service.process.poll() is None
+
+    def browser_pid(self) -> int | None:
+        """The main Chromium process (the one without `--type=`) on our profile."""
+        for proc in _group_members(self.pgid):
+            try:
+                cmdline = proc.cmdline()
+            except psutil.Error:
+                continue
+            if _is_browser_main(cmdline, self.profile_dir):
+                return proc.pid
+        return None
+
+    def kill(self) -> None:
+        """SIGKILL the whole tree. Safe from any thread; unblocks a stuck driver call."""
+        _kill_group(self.pgid)
+
+    def close(self, deadline: float = 5.0) -> None:
+        """Close properly so storage is flushed, bounded by `deadline`; then kill what is left.
+
+        `quit()` runs in a helper thread (it blocks for minutes on a frozen chromedriver);
+        if it does not finish, SIGTERM to Chromium still lets it write its storage
+        (runtime.md), and SIGKILL to the group ends the rest.
+        """
+        end = time.monotonic() + deadline
+        quitter = threading.Thread(target=self._quit_quietly, name="browser-quit", daemon=True)
+        quitter.start()
+        quitter.join(max(0.0, deadline * 0.6))
+        if _group_members(self.pgid):
+            pid = self.browser_pid()
+            if pid:
+                _signal(pid, signal.SIGTERM)
+            _wait_gone(lambda: [p for p in _group_members(self.pgid) if p.pid != self.pgid],
+                       max(0.0, end - time.monotonic()))
+        _kill_group(self.pgid)
+        try:
+            self.service.process.wait(2)
+        except subprocess.TimeoutExpired:
+            log.warning("chromedriver %s did not exit after SIGKILL", self.pgid)
+        _close_log(self.service)
+
+    def _quit_quietly(self) -> None:
+        try:
+            self.driver.quit()
+        except Exception as exc:  # the browser may already be gone; only the kill matters then
+            log.debug("quit failed: %r", exc)
+
+
+def _close_log(service: Service) -> None:
+    try:
+        if getattr(service, "_owns_log_output", False) and hasattr(service.log_output, "close"):
+            service.log_output.close()
+    except OSError:
+        pass
+
+
+def _signal(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _group_members(pgid: int) -> list[psutil.Process]:
+    members = []
+    for proc in psutil.process_iter():
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
+                members.append(proc)
+        except (ProcessLookupError, psutil.Error, OSError):
+            continue
+    return members
+
+
+def _wait_gone(members, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while members():
+        if time.monotonic() >= end:
+            return False
+        time.sleep(0.05)  # polling a process table, bounded by `timeout`
+    return True
+
+
+def _profile_arg(profile_dir: Path) -> str:
+    return f"--user-data-dir={Path(profile_dir).resolve()}"
+
+
+def _is_browser_main(cmdline: list[str], profile_dir: Path) -> bool:
+    return _profile_arg(profile_dir) in cmdline and not any(a.startswith("--type=") for a in cmdline)
+
+
+def processes_on_profile(profile_dir: Path) -> list[psutil.Process]:
+    """Every Chromium process whose command line holds this profile's --user-data-dir."""
+    arg = _profile_arg(profile_dir)
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        if arg in (proc.info["cmdline"] or []):
+            found.append(proc)
+    return found
+
+
+def sweep_orphans(profile_dir: Path, gentle_s: float = 3.0) -> int:
+    """Remove a browser tree left on this profile by a killed predecessor.
+
+    Call only while holding the profile lock (so the tree cannot be a live owner's).
+    SIGTERM to the main browser first, so it writes its storage (runtime.md: a SIGKILL
+    soon after a write loses localStorage), then SIGKILL to what is left, including the
+    orphaned chromedriver that led its process group. Returns the number of processes found.
+    """
+    procs = processes_on_profile(profile_dir)
+    if not procs:
+        return 0
+    groups = set()
+    for proc in procs:
+        try:
+            groups.add(os.getpgid(proc.pid))
+            if _is_browser_main(proc.cmdline(), profile_dir):
+                proc.terminate()
+        except (psutil.Error, ProcessLookupError):
+            continue
+    log.warning("found %d Chromium processes left on %s by an earlier run; stopping them",
+                len(procs), profile_dir)
+    psutil.wait_procs(procs, timeout=gentle_s)
+    for pgid in groups:
+        leader = _process(pgid)
+        if leader is not None and "chromedriver" in (leader.name() or ""):
+            _kill_group(pgid)
+    for proc in procs:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(procs, timeout=2.0)
+    return len(procs)
+
+
+def _process(pid: int) -> psutil.Process | None:
+    try:
+        return psutil.Process(pid)
+    except psutil.Error:
+        return None
+
+
+SINGLETON_FILES = ("SingletonLock", "SingletonSocket", "SingletonCookie")
+
+
+def clear_stale_singleton(profile_dir: Path, hostname: str) -> str | None:
+    """Remove Chromium's profile lock when it is stale; returns why, or None if untouched.
+
+    Stale (runtime.md): it names another host (a container restarted under a new name, a
+    restored profile), or a dead pid, or a live pid that is not a browser on this profile.
+    A live browser's lock is never touched. Call only while holding the profile lock.
+    """
+    lock = Path(profile_dir) / "SingletonLock"
+    try:
+        target = os.readlink(lock)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        target = ""
+    host, _, pid_text = target.rpartition("-")
+    why = None
+    if host != hostname:
+        why = f"it names another host ({host or target!r})"
+    elif not pid_text.isdigit() or not psutil.pid_exists(int(pid_text)):
+        why = f"its process {pid_text} is gone"
+    else:
+        proc = _process(int(pid_text))
+        try:
+            if proc is None or _profile_arg(profile_dir) not in proc.cmdline():
+                why = f"process {pid_text} is not a browser on this profile"
+        except psutil.Error:
+            why = f"process {pid_text} is gone"
+    if why is None:
+        return None
+    for name in SINGLETON_FILES:
+        try:
+            (Path(profile_dir) / name).unlink()
+        except FileNotFoundError:
+            pass
+    log.warning("removed a stale Chromium profile lock (%s -> %s): %s", lock, target, why)
+    return why

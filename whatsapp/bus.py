@@ -1,0 +1,74 @@
+"""Session events and the small synchronous bus that hands them to subscribers.
+
+The session's owner thread publishes; subscribers (webhooks, the SSE stream, metrics)
+must only enqueue or count: a subscriber that blocks would stall the browser's owner.
+
+Event names (the `event` field of webhooks and the SSE stream):
+
+| name              | data                                                             |
+|-------------------|------------------------------------------------------------------|
+| `status`          | `status`, `previous`, `reason` (on every status change)          |
+| `qr`              | `qr` (the payload now shown; again on every rotation)            |
+| `ready`           | `restored` (true when no QR was needed), `phone`, `pushname`     |
+| `logged_out`      | `phone` (the phone removed this device)                          |
+| `failed`          | `reason`, `attempts` (reconnect attempts used up)                |
+| `reconnecting`    | `attempt`, `delay`, `reason`                                     |
+| `browser_started` | `seconds` (launch time)                                          |
+| `backup_created`  | `name`, `size`, `seconds`                                        |
+| `backup_restored` | `name`, `source` (`local` or `database`)                         |
+| `restore_failed`  | `reason` (no backup restored a broken login)                     |
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+import threading
+from datetime import datetime
+from typing import Callable
+
+from .states import iso, utcnow
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    name: str
+    data: dict
+    seq: int
+    at: datetime = dataclasses.field(default_factory=utcnow)
+
+    def to_json(self) -> dict:
+        return {"event": self.name, "seq": self.seq, "timestamp": iso(self.at), "data": self.data}
+
+
+Subscriber = Callable[[Event], None]
+
+
+class Bus:
+    def __init__(self, client_id: str = ""):
+        self.client_id = client_id
+        self._subscribers: list[Subscriber] = []
+        self._lock = threading.Lock()
+        self._seq = itertools.count(1)
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        with self._lock:
+            self._subscribers.append(subscriber)
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        with self._lock:
+            if subscriber in self._subscribers:
+                self._subscribers.remove(subscriber)
+
+    def publish(self, name: str, **data) -> Event:
+        with self._lock:
+            event = Event(name, {"clientId": self.client_id, **data}, next(self._seq))
+            subscribers = list(self._subscribers)
+        for subscriber in subscribers:
+            try:
+                subscriber(event)
+            except Exception:  # a broken subscriber must never stop the session
+                log.exception("event subscriber %r failed on %s", subscriber, name)
+        return event
