@@ -31,12 +31,13 @@ class Keeper:
         self.bus = bus
         self.record = RecordFile(config.record_path)
         self.backups = BackupStore.for_config(config)
-        self.remote = None
+        self.remote = None  # RemoteBackups, with a database
         if config.backup_database_url:
-            from .remote import RemoteBackups
+            from .remote import RemoteBackups, RemoteStore
 
-            self.remote = RemoteBackups(config.backup_database_url, config.client_id,
-                                        keep=config.backup_keep, timeout_s=config.database_timeout_s)
+            self.remote = RemoteBackups(RemoteStore(config.backup_database_url, config.client_id,
+                                                    keep=config.backup_keep,
+                                                    timeout_s=config.database_timeout_s))
         self._last_backup_at: float | None = None   # monotonic, this run
         self._last_backup_try: float | None = None
         self._backup_status: dict = {}
@@ -54,12 +55,30 @@ class Keeper:
 
     def stop(self, timeout: float) -> None:
         if self.remote is not None:
-            self.remote.stop(timeout=timeout)
+            self.remote.flush(timeout / 2)  # the clean-shutdown backup, if the database answers
+            self.remote.stop(timeout=timeout / 2)
+            self.remote.store.release_owner()
 
     def check_owner(self) -> None:
-        """With a database: only the server holding its advisory lock drives this client id."""
-        if self.remote is not None and not self.remote.acquire_owner():
-            raise ProfileLocked(f"another server owns this session in the database ({self.remote.owner_status()})")
+        """With a database: only the server holding its advisory lock drives this client id.
+
+        A database that does not answer never blocks the start: the profile's own lock still
+        keeps one browser per machine, and ownership is checked again at the next launch.
+        """
+        if self.remote is None:
+            return
+        from .remote import RemoteUnavailable
+
+        store = self.remote.store
+        try:
+            owner = store.acquire_owner()
+        except RemoteUnavailable as exc:
+            log.warning("database unreachable, starting without its ownership lock: %s", exc)
+            return
+        if not owner:
+            holder = store.owner_status()
+            raise ProfileLocked(f"another server owns this session in the database "
+                                f"(pid {holder.get('holderPid')} at {holder.get('holderAddress')})")
 
     def on_launch(self) -> None:
         self.record.update(last_started_at=utcnow())
@@ -83,15 +102,22 @@ class Keeper:
             return info.name
         if self.remote is None:
             return None
-        for blob in self.remote.newest_blobs():
-            try:
-                info = backups_mod.unpack(blob.data, self.backups.root)
-            except BackupCorrupt as exc:
-                log.warning("skipping a database backup: %s", exc)
-                continue
-            if info.name not in tried:
+        from .remote import RemoteUnavailable
+
+        try:
+            for row_id, created, _manifest, blob in self.remote.store.newest_blobs():
+                if f"db-{row_id}" in tried:
+                    continue
+                tried.add(f"db-{row_id}")
+                try:
+                    info = self.backups.unpack(blob)
+                except BackupCorrupt as exc:
+                    log.warning("skipping database backup %s of %s: %s", row_id, created, exc)
+                    continue
                 self._sources[info.name] = "database"
                 return info.name
+        except RemoteUnavailable as exc:
+            log.warning("database backups not reachable: %s", exc)
         return None
 
     def restore(self, name: str, profile_dir: Path) -> None:
@@ -137,15 +163,15 @@ class Keeper:
         log.info("backup %s: %d bytes in %.2f s", info.name, info.size, info.seconds or 0.0)
         self.bus.publish("backup_created", name=info.name, size=info.size, seconds=round(info.seconds or 0.0, 3))
         if self.remote is not None:
-            self.remote.submit_backup(backups_mod.pack(info), backups_mod.verify(info.path).to_json(), account.wid)
+            self.remote.submit_backup(backups_mod.pack(info), backups_mod.read_manifest(info.path).to_json(),
+                                      account.wid)
 
     # -- ending the login ----------------------------------------------------------------------
     def on_logged_out(self) -> None:
         """The phone removed this device: its backups would be refused anyway; delete them."""
         count = self.backups.delete_all()
         self.record.clear_link(logged_out=True, reason="logged_out")
-        if self.remote is not None:
-            self.remote.submit_delete_all()
+        self._delete_remote()
         log.info("deleted %d backups of the logged-out link", count)
         self._refresh_backup_status()
 
@@ -153,8 +179,7 @@ class Keeper:
         """disconnect / clear-session: the link and every backup of it go."""
         count = self.backups.delete_all()
         self.record.clear_link(reason="disconnected")
-        if self.remote is not None:
-            self.remote.submit_delete_all()
+        self._delete_remote()
         log.info("deleted the saved login and %d backups", count)
         self._refresh_backup_status()
 
@@ -163,6 +188,18 @@ class Keeper:
         if ready_for >= self.config.backup_delay_s and has_login(profile_dir):
             self.take_backup(profile_dir, account)
         self.record.update(last_clean_shutdown_at=utcnow())
+
+    def _delete_remote(self) -> None:
+        if self.remote is None:
+            return
+        from .remote import RemoteUnavailable
+
+        try:
+            count = self.remote.delete_all()
+            log.info("deleted %d database backups of this client id", count)
+        except RemoteUnavailable as exc:
+            log.error("database backups NOT deleted (database unreachable): %s", exc)
+            self._backup_status["databaseDeleteError"] = str(exc)
 
     # -- /status -------------------------------------------------------------------------------
     def status(self) -> dict:
