@@ -36,10 +36,26 @@ loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 
 
 def post_worker_init(worker):
-    """Start the session in the worker, after the fork, once its signal handlers exist."""
-    from whatsapp import start_services
+    """Start the session in the worker, after the fork, once its signal handlers exist.
+
+    gunicorn runs no hook when the worker receives SIGTERM; it first waits up to
+    graceful_timeout for open connections, and an open event stream (the QR page) would
+    hold it there. So gunicorn's own handler is wrapped: the stop begins at once (event
+    streams end, commands are refused, the browser starts closing), then gunicorn's graceful
+    stop runs as usual and `worker_exit` waits for the session to finish.
+    """
+    import signal
+
+    from whatsapp import begin_shutdown, start_services
 
     start_services(worker.wsgi)
+    gunicorn_handler = worker.handle_exit
+
+    def handle_exit(signum, frame):
+        begin_shutdown(worker.wsgi)  # only sets flags and queues a command: signal-safe
+        gunicorn_handler(signum, frame)
+
+    signal.signal(signal.SIGTERM, handle_exit)
 
 
 def worker_exit(server, worker):

@@ -41,6 +41,13 @@ def start_services(app: Flask) -> None:
     parts["session"].start()
 
 
+def begin_shutdown(app: Flask) -> None:
+    """Start stopping without waiting: refuse commands, end event streams, close the browser."""
+    parts = app.extensions["whatsapp"]
+    parts["notifier"].close_streams()
+    parts["session"].begin_stop()
+
+
 def stop_services(app: Flask, timeout: float = 15.0) -> None:
     """Stop the session (browser closed properly), then the notifier. Bounded by `timeout`."""
     parts = app.extensions["whatsapp"]

@@ -62,7 +62,7 @@ class Bus:
             if subscriber in self._subscribers:
                 self._subscribers.remove(subscriber)
 
-    def publish(self, name: str, **data) -> Event:
+    def publish(self, name: str, /, **data) -> Event:
         with self._lock:
             event = Event(name, {"clientId": self.client_id, **data}, next(self._seq))
             subscribers = list(self._subscribers)

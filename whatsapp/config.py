@@ -60,7 +60,8 @@ class Config:
     webhook_secret: str | None = None
     webhook_timeout_s: float = 5.0
     webhook_retries: int = 5
-    events_max_listeners: int = 20
+    # Each open event stream holds one of gunicorn's 8 handler threads: keep half free.
+    events_max_listeners: int = 4
 
     @property
     def profile_dir(self) -> Path:

@@ -88,6 +88,7 @@ class Session:
         self._qr_viewed_at = float("-inf")
         self._hostname = socket.gethostname()
         self._set_guard = threading.Lock()  # the owner and stop() both replace the snapshot
+        self._shutdown_command: _Command | None = None
 
     # -- what handlers call ------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
@@ -132,17 +133,24 @@ class Session:
             raise command.error
         return command.result or ""
 
+    def begin_stop(self) -> None:
+        """Refuse commands from now on and queue the shutdown; returns at once (signal-safe)."""
+        if self._shutdown_command is None:
+            self._set(is_shutting_down=True)
+            self._shutdown_command = _Command("shutdown")
+            self._queue.put(self._shutdown_command)
+
     def stop(self, timeout: float = 15.0) -> None:
         """Graceful stop, bounded: browser closed properly, backup, record, lock released."""
         end = time.monotonic() + timeout
-        self._set(is_shutting_down=True)
         thread = self._thread
         if thread is None or not thread.is_alive():
+            self._set(is_shutting_down=True)
             self._kill_browser()
             self.keeper.stop(timeout=max(0.5, end - time.monotonic()))
             return
-        command = _Command("shutdown")
-        self._queue.put(command)
+        self.begin_stop()
+        command = self._shutdown_command
         if not command.picked.wait(min(PICKUP_S, max(0.0, end - time.monotonic()))):
             log.warning("the browser is not answering; killing it to shut down in time")
             self._kill_browser()
