@@ -5,7 +5,15 @@ The numbers come from the deploy platform's rules (see README, Deployment).
 import os
 import sys
 
-from whatsapp.config import Config, ConfigError
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # started from another folder too
+
+import gunicorn.util  # noqa: E402
+
+from whatsapp import errors  # noqa: E402
+from whatsapp.config import Config, ConfigError  # noqa: E402
+
+# gunicorn answers requests it cannot parse itself, with HTML: make those JSON as well.
+gunicorn.util.write_error = errors.gunicorn_write_error
 
 # Validate the configuration in the master, before anything starts: one line naming the
 # variable, exit code 2, no worker booted.
@@ -32,7 +40,7 @@ control_socket_disable = True
 preload_app = False
 accesslog = "-" if os.environ.get("WHATSAPP_ACCESS_LOG", "0") == "1" else None
 errorlog = "-"
-loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+loglevel = _config.log_level.lower()
 
 
 def post_worker_init(worker):

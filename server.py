@@ -5,17 +5,17 @@ import signal
 import sys
 
 from whatsapp import create_app, start_services, stop_services
-from whatsapp.config import ConfigError
-
-logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO").upper(),
-                    format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+from whatsapp.config import Config, ConfigError
 
 try:
-    app = create_app()
+    config = Config.from_env(os.environ)
 except ConfigError as exc:
     # One line naming the variable, and nothing started.
     print(f"configuration error: {exc}", file=sys.stderr, flush=True)
     sys.exit(2)
+
+logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+app = create_app(config)
 
 
 def main() -> None:

@@ -148,7 +148,10 @@ class ServerProcess:
     def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None,
                 timeout: float = 30):
         """Returns (status, headers, body bytes); never raises for HTTP error statuses."""
-        req = urllib.request.Request(self.url + path, data=body, method=method, headers=headers or {})
+        headers = dict(headers or {})
+        if self.env.get("WHATSAPP_API_KEY") and not any(h.lower() in ("x-api-key", "authorization") for h in headers):
+            headers["X-Api-Key"] = self.env["WHATSAPP_API_KEY"]
+        req = urllib.request.Request(self.url + path, data=body, method=method, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
                 return resp.status, dict(resp.headers), resp.read()

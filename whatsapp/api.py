@@ -33,7 +33,7 @@ def status():
 
 def _check_body() -> None:
     """Commands take no parameters: an empty body or a JSON object, nothing else."""
-    if not request.content_length and not request.data:
+    if not request.get_data(cache=True):  # also a chunked body, which has no Content-Length
         return
     if not request.is_json:
         raise ApiError(415, "This endpoint takes no body, or a JSON object with Content-Type: application/json.")

@@ -45,9 +45,10 @@ BASE_ARGS = (
     "--no-first-run",
     "--no-default-browser-check",
     "--hide-crash-restore-bubble",
-    # runtime.md: the only flag that stops the two chrome_crashpad_handler processes, which
-    # live outside the browser's process group and write outside the profile.
-    "--disable-crashpad-for-testing",
+    # Not --disable-crashpad-for-testing: it stops the two chrome_crashpad_handler processes,
+    # but with it Chromium 156 never finished loading the simulator's page here ("Timed out
+    # receiving message from renderer"). The handlers exit by themselves within ~2 s of the
+    # browser (runtime.md).
     "--window-size=1280,900",
 )
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "chrome")

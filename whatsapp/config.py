@@ -29,6 +29,7 @@ class ConfigError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class Config:
     port: int = 3001
+    log_level: str = "INFO"
     client_id: str = "energenie-whatsapp"
     session_dir: Path = Path(".wwebjs_auth")
     web_url: str = "https://web.whatsapp.com/"
@@ -151,6 +152,13 @@ def _port(raw: str) -> int:
     return value
 
 
+def _log_level(raw: str) -> str:
+    level = raw.upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ValueError("expected one of debug, info, warning, error, critical")
+    return level
+
+
 def _client_id(raw: str) -> str:
     if not CLIENT_ID_RE.fullmatch(raw):
         raise ValueError("must match ^[A-Za-z0-9_-]+$ (letters, digits, '_' and '-')")
@@ -238,6 +246,7 @@ def _secret(raw: str) -> str:
 # field -> (environment variable, parser). Parsers raise ValueError with the problem.
 _VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "port": ("PORT", _port),
+    "log_level": ("LOG_LEVEL", _log_level),
     "client_id": ("WHATSAPP_CLIENT_ID", _client_id),
     "session_dir": ("WHATSAPP_SESSION_DIR", _path),
     "web_url": ("WHATSAPP_WEB_URL", _http_url),
