@@ -28,7 +28,9 @@ def _session():
 
 @blueprint.get("/status")
 def status():
-    return jsonify(_session().status_json())
+    body = _session().status_json()
+    body["notifications"] = current_app.extensions["whatsapp"]["notifier"].status()
+    return jsonify(body)
 
 
 def _check_body() -> None:
