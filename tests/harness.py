@@ -202,3 +202,65 @@ def browsers_on(data_dir: Path) -> list[psutil.Process]:
         if "--user-data-dir=" in cmdline and marker in cmdline:
             found.append(proc)
     return found
+
+
+# -- the browser tree of a running server (fault-injection tests) -------------------------
+
+def _worker(server: ServerProcess) -> psutil.Process | None:
+    """The gunicorn worker: the master's child that is a Python process (not a browser)."""
+    try:
+        children = psutil.Process(server.proc.pid).children()
+    except psutil.Error:
+        return None
+    for child in children:
+        try:
+            if "chromedriver" not in child.name():
+                return child
+        except psutil.Error:
+            continue
+    return None
+
+
+def browser_tree(server: ServerProcess, client_id: str = "energenie-whatsapp") -> dict:
+    """The running browser of `server`: {"chromedriver": pid or None, "main": pid or None,
+    "renderers": [pids], "all": [pids of every process on the profile, chromedriver included]}.
+
+    chromedriver is a child of the gunicorn worker; Chromium's processes carry
+    `--user-data-dir=<data_dir>/session-<client id>`: the main one has no `--type=`,
+    renderers have `--type=renderer`.
+    """
+    tree = {"chromedriver": None, "main": None, "renderers": [], "all": []}
+    worker = _worker(server)
+    if worker is not None:
+        try:
+            for child in worker.children():
+                if "chromedriver" in child.name() and child.status() != psutil.STATUS_ZOMBIE:
+                    tree["chromedriver"] = child.pid
+        except psutil.Error:
+            pass
+    profile_arg = f"--user-data-dir={(Path(server.data_dir) / f'session-{client_id}').resolve()}"
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        cmdline = proc.info["cmdline"] or []
+        if profile_arg not in cmdline or proc.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        tree["all"].append(proc.pid)
+        types = [arg for arg in cmdline if arg.startswith("--type=")]
+        if not types:
+            tree["main"] = proc.pid
+        elif "--type=renderer" in types:
+            tree["renderers"].append(proc.pid)
+    if tree["chromedriver"] is not None:
+        tree["all"].append(tree["chromedriver"])
+    return tree
+
+
+def alive(pids) -> list[int]:
+    """The pids of `pids` that still run (zombies count as gone)."""
+    left = []
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                left.append(pid)
+        except psutil.Error:
+            continue
+    return left

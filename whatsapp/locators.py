@@ -40,8 +40,11 @@ CONFLICT_TEXTS = ("open in another window", "open on another computer")
 USE_HERE_TEXT = "Use here"
 
 # -- logging out from the page -------------------------------------------------------------
-# [W] every icon is span[data-icon=...]; the chat list's menu is `menu`, whose entry
-# "Log out" opens a confirmation popup with a "Log out" button.
+# [W] every icon is span[data-icon=...] and the loading screen has a "Log out" button. The
+# menu icon's name is UNCONFIRMED in [W]: it comes from a public Puppeteer helper
+# (`forceLogoutFromWeb`, found with the team's code search) that clicks
+# `span[data-icon="menu"]` and then the "Log out" entry. If it is missing, `disconnect`
+# still deletes the login and says the phone must remove the device itself.
 MENU_ICON = 'span[data-icon="menu"]'
 LOG_OUT_TEXT = "Log out"
 
