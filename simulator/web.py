@@ -1,0 +1,106 @@
+"""The web side: `/` (the WhatsApp Web page) and the endpoints its script calls.
+
+- `GET /`: the page (`templates/index.html` + `static/wa.js`), or the unsupported-browser
+  page when the User-Agent contains `HeadlessChrome`. `?post_logout=1` is accepted and
+  changes nothing: the page it loads has no login, so it shows a fresh QR.
+- `GET /_wa/poll?page=<id>&since=<version>[&device=<n>]`: the live connection (long-poll,
+  at most POLL_S seconds). Answers what the page should show (see `SimState.poll`); when an
+  outage begins the connection is dropped without an answer; when the server stops, 503.
+- `POST /_wa/login {"wid", "secret"}`: the login check a page with a stored login makes.
+- `POST /_wa/logout {"wid", "secret"}`: the page's own "Log out".
+- `POST /_wa/qr/reload {"page"}`: the "Click to reload QR code" button.
+During an outage none of these answer (see `server.py`).
+"""
+
+import functools
+import socket
+
+from flask import Blueprint, current_app, jsonify, render_template, request
+
+from . import codes, jsonapi
+from .options import SimError
+from .state import PAGE_ID_RE
+
+POLL_S = 20.0
+
+bp = Blueprint("web", __name__)
+
+
+def _state():
+    return current_app.extensions["simulator"]
+
+
+@functools.lru_cache(maxsize=256)
+def _matrix(payload: str) -> tuple:
+    return tuple(codes.matrix(payload))
+
+
+def _no_store(response):
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/")
+def index():
+    if "HeadlessChrome" in request.headers.get("User-Agent", ""):
+        return _no_store(current_app.make_response(render_template("unsupported.html")))
+    return _no_store(current_app.make_response(render_template("index.html")))
+
+
+def _page_id(value) -> str:
+    if not isinstance(value, str) or not PAGE_ID_RE.match(value):
+        raise SimError(400, "bad_page", "'page' must be 1 to 64 letters, digits, '-' or '_'.")
+    return value
+
+
+def _int_arg(name: str, default=None):
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or len(raw) > 12:
+        raise SimError(400, "bad_field", f"'{name}' must be a whole number.")
+    return int(raw)
+
+
+@bp.get("/_wa/poll")
+def poll():
+    page_id = _page_id(request.args.get("page"))
+    since, device = _int_arg("since", 0), _int_arg("device")
+    state = _state()
+    snap = state.poll(page_id, device, since, POLL_S)
+    if snap is None:
+        sock = request.environ.get("werkzeug.socket")
+        if state.outage_active() and sock is not None:
+            # The network is "down": end the connection without an answer, as a real
+            # outage would, so that the page's fetch fails.
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        raise SimError(503, "unavailable", "The server is not available.")
+    qr = snap.get("qr")
+    if qr is not None:
+        qr["matrix"] = list(_matrix(qr["payload"]))
+    return _no_store(jsonify(snap))
+
+
+@bp.post("/_wa/login")
+def login():
+    data = jsonapi.body()
+    wid = jsonapi.string(data, "wid", maximum=64)
+    secret = jsonapi.string(data, "secret", optional=True)
+    return jsonify(_state().login_check(wid, secret))
+
+
+@bp.post("/_wa/logout")
+def logout():
+    data = jsonapi.body()
+    wid = jsonapi.string(data, "wid", maximum=64)
+    secret = jsonapi.string(data, "secret", optional=True)
+    return jsonify(removed=_state().web_logout(wid, secret))
+
+
+@bp.post("/_wa/qr/reload")
+def reload_qr():
+    _state().reload_qr(_page_id(jsonapi.body().get("page")))
+    return jsonify(ok=True)
