@@ -106,8 +106,8 @@ class Session:
         """Start the owner thread (idempotent); with WHATSAPP_AUTO_INIT, initialize."""
         if self._thread is not None:
             return
-        self._set(has_session=has_login(self.profile_dir))
         self.keeper.start()
+        self._set(has_session=self._saved_login_on_disk())
         self._thread = threading.Thread(target=self._run, name="whatsapp-session", daemon=True)
         self._thread.start()
         if self.config.auto_init:
@@ -231,7 +231,7 @@ class Session:
         self.keeper.on_launch()
         browser.driver.get(self.config.web_url)
         self.bus.publish("browser_started", seconds=round(time.monotonic() - started, 3))
-        self._set(has_session=has_login(self.profile_dir))
+        self._set(has_session=self._saved_login_on_disk())
         self._phase = Phase.WATCH
         self._watch_deadline = time.monotonic() + self.config.startup_timeout_s
         self._due = time.monotonic()
@@ -270,7 +270,8 @@ class Session:
             log.info("the QR codes expired and someone is looking: asking for new ones")
             page.click_reload(self._browser.driver)
         previous = self._snapshot.qr
-        self._set(status=Status.QR, qr=state.qr, account=Account())
+        # A QR with last-wid-md still stored is a broken saved login, not an absent one.
+        self._set(status=Status.QR, qr=state.qr, account=Account(), has_session=state.stored_login)
         if state.qr and state.qr != previous:
             self.bus.publish("qr", qr=state.qr)
 
@@ -447,6 +448,10 @@ class Session:
         return "stopped"
 
     # -- helpers -----------------------------------------------------------------------------
+    def _saved_login_on_disk(self) -> bool:
+        # Chromium creates Local Storage for any page: the files alone do not make a login.
+        return has_login(self.profile_dir) and self.keeper.expects_login()
+
     def _close_browser(self, deadline: float = CLOSE_DEADLINE_S) -> None:
         with self._browser_guard:
             browser, self._browser = self._browser, None
