@@ -316,7 +316,11 @@ class Session:
         elif state.screen is Screen.ERROR:
             raise NetworkDown("WhatsApp Web shows the browser's error page")
         else:
-            raise PageUnresponsive("the page no longer shows the chat list")
+            # Between screens (the page reloading after a phone logout, say): watch it for a
+            # bounded while instead of judging a page caught mid-navigation.
+            self._phase = Phase.WATCH
+            self._watch_deadline = time.monotonic() + self.config.page_timeout_s
+            self._due = time.monotonic() + WATCH_INTERVAL_S
 
     def _check_reachable(self) -> None:
         """The page keeps its chats on screen while WhatsApp is unreachable: ask the server too."""
