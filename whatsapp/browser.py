@@ -124,6 +124,9 @@ class Browser:
     @classmethod
     def launch(cls, config: Config, profile_dir: Path, log_path: Path) -> "Browser":
         chrome_bin, driver_path = find_chrome(config), find_chromedriver(config)
+        # chromedriver would create its log with the umask's mode: the data folder is owner-only.
+        os.close(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600))
+        os.chmod(log_path, 0o600)
         service = Service(driver_path, log_output=str(log_path),
                           popen_kw={"process_group": 0})
         try:
@@ -278,7 +281,9 @@ def sweep_orphans(profile_dir: Path, gentle_s: float = 3.0) -> int:
             continue
     log.warning("found %d Chromium processes left on %s by an earlier run; stopping them",
                 len(procs), profile_dir)
-    psutil.wait_procs(procs, timeout=gentle_s)
+    # Not psutil.wait_procs: the main browser exits at once but stays a zombie (its orphaned
+    # chromedriver never reaps it), and it would wait out the whole timeout for that.
+    _wait_gone(lambda: _running(procs), gentle_s)
     for pgid in groups:
         leader = _process(pgid)
         if leader is not None and "chromedriver" in (leader.name() or ""):
@@ -288,8 +293,20 @@ def sweep_orphans(profile_dir: Path, gentle_s: float = 3.0) -> int:
             proc.kill()
         except psutil.Error:
             pass
-    psutil.wait_procs(procs, timeout=2.0)
+    _wait_gone(lambda: _running(procs), 2.0)
     return len(procs)
+
+
+def _running(procs: list[psutil.Process]) -> list[psutil.Process]:
+    """Those of `procs` that still run (a zombie has exited)."""
+    left = []
+    for proc in procs:
+        try:
+            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                left.append(proc)
+        except psutil.Error:
+            continue
+    return left
 
 
 def _process(pid: int) -> psutil.Process | None:
