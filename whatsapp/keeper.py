@@ -22,7 +22,8 @@ from .store import has_login
 
 log = logging.getLogger(__name__)
 
-BACKUP_RETRY_S = 60.0  # a backup that failed (the browser was writing) is tried again after this
+BACKUP_RETRY_S = 60.0
+LOCAL_STORAGE_FLUSH_S = 6.0  # see seconds_to_backup  # a backup that failed (the browser was writing) is tried again after this
 
 
 class Keeper:
@@ -78,6 +79,24 @@ class Keeper:
         if not owner:
             holder = store.owner_status()
             raise ProfileLocked(f"another server owns this session in the database "
+                                f"(pid {holder.get('holderPid')} at {holder.get('holderAddress')})")
+
+    def keep_owner(self) -> None:
+        """While the session runs: is the database's owner lock still ours? (bounded)
+
+        The lock dies with its connection (a database restart): take it back, or raise
+        `ProfileLocked` when another server took it meanwhile. An unreachable database
+        never stops the session.
+        """
+        if self.remote is None:
+            return
+        store = self.remote.store
+        # A lost connection is noticed by one call and the lock retaken by the next.
+        if store.check_owner() or store.check_owner():
+            return
+        holder = store.owner_status()
+        if holder.get("database") == "ok" and holder.get("holderPid") is not None:
+            raise ProfileLocked(f"another server took this session over in the database "
                                 f"(pid {holder.get('holderPid')} at {holder.get('holderAddress')})")
 
     def on_launch(self) -> None:
@@ -136,7 +155,10 @@ class Keeper:
     def seconds_to_backup(self, ready_for: float) -> float:
         """Seconds until `backup_due` turns true for a session ready for `ready_for` seconds."""
         now = time.monotonic()
-        due = now + max(0.0, self.config.backup_delay_s - ready_for)
+        # runtime.md: localStorage reaches disk lazily (lost when killed within ~5 s of a
+        # write): a running browser's copy taken sooner may lack last-wid-md.
+        delay = max(self.config.backup_delay_s, LOCAL_STORAGE_FLUSH_S)
+        due = now + max(0.0, delay - ready_for)
         if self._last_backup_at is not None:
             due = max(due, self._last_backup_at + self.config.backup_interval_s)
         if self._last_backup_try is not None:
@@ -170,6 +192,7 @@ class Keeper:
     def on_logged_out(self) -> None:
         """The phone removed this device: its backups would be refused anyway; delete them."""
         count = self.backups.delete_all()
+        self._reset_backup_schedule()
         self.record.clear_link(logged_out=True, reason="logged_out")
         self._delete_remote()
         log.info("deleted %d backups of the logged-out link", count)
@@ -178,10 +201,17 @@ class Keeper:
     def forget(self) -> None:
         """disconnect / clear-session: the link and every backup of it go."""
         count = self.backups.delete_all()
+        self._reset_backup_schedule()
         self.record.clear_link(reason="disconnected")
         self._delete_remote()
         log.info("deleted the saved login and %d backups", count)
         self._refresh_backup_status()
+
+    def _reset_backup_schedule(self) -> None:
+        # The backups are gone: a login linked next in this run is backed up after
+        # `backup_delay_s` again, not a whole `backup_interval_s` after the deleted one.
+        self._last_backup_at = self._last_backup_try = None
+        self._backup_status.pop("lastError", None)
 
     def on_clean_shutdown(self, profile_dir: Path, account: Account, ready_for: float) -> None:
         """After the browser closed: a backup from a quiet profile, then the clean-shutdown mark."""

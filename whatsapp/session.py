@@ -301,6 +301,7 @@ class Session:
         if state.screen is Screen.CHATS:
             self._conflict_seen = False
             self._check_reachable()
+            self.keeper.keep_owner()
             self._due = time.monotonic() + min(self.config.monitor_interval_s,
                                                max(0.0, self.keeper.seconds_to_backup(now - self._ready_since)))
         elif state.screen is Screen.CONFLICT:
@@ -379,6 +380,10 @@ class Session:
         """A failure that a relaunch with the saved login can mend: close, back off, retry."""
         self._close_browser(deadline=2.0)
         delay = self._backoff.next_delay()
+        if delay is None and isinstance(failure, ProfileLocked):
+            # Another server drives the account (a deploy overlapping the old dyno, which may
+            # last minutes): wait for it to let go instead of giving up.
+            delay = self._backoff.cap
         if delay is None:
             self._lock.release()
             self._phase, self._due = Phase.FAILED, None
