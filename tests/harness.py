@@ -264,3 +264,50 @@ def alive(pids) -> list[int]:
         except psutil.Error:
             continue
     return left
+
+
+# -- process helpers for tests/test_e2e_processes.py ---------------------------------------------
+
+def is_gone(proc: psutil.Process) -> bool:
+    """True when `proc` exited (a zombie counts as gone; psutil guards against pid reuse)."""
+    try:
+        return not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return True
+
+
+def main_browsers(data_dir: Path) -> list[psutil.Process]:
+    """The main Chromium processes (no `--type=`) on profiles under data_dir: one per browser."""
+    found = []
+    for proc in browsers_on(data_dir):
+        try:
+            cmdline = proc.cmdline()
+        except psutil.Error:
+            continue
+        if not is_gone(proc) and not any(arg.startswith("--type=") for arg in cmdline):
+            found.append(proc)
+    return found
+
+
+def descendants(pid: int) -> list[psutil.Process]:
+    """Every live descendant of `pid` (empty when it is gone)."""
+    try:
+        return [p for p in psutil.Process(pid).children(recursive=True) if not is_gone(p)]
+    except psutil.Error:
+        return []
+
+
+def kill_all(procs) -> None:
+    """SIGKILL each process still running (for trees a test orphans on purpose)."""
+    for proc in procs:
+        if not is_gone(proc):
+            try:
+                proc.kill()
+            except psutil.Error:
+                pass
+    psutil.wait_procs(list(procs), timeout=5)
+
+
+def umask_command(command: list[str], umask: str = "022") -> list[str]:
+    """`command` run with a given umask (exec keeps the pid, so signals reach it directly)."""
+    return ["/bin/sh", "-c", f'umask {umask} && exec "$@"', "sh", *command]

@@ -282,10 +282,10 @@ class Session:
         self._phase = Phase.READY
         self._ready_since = time.monotonic()
         self._conflict_seen = False
+        self.keeper.on_ready(state.account, linked_now=not restored)  # the record first: /status shows both
         self._set(status=Status.READY, account=state.account, has_session=True, qr=None,
                   reconnect_attempts=0, next_reconnect_at=None, last_ready_at=utcnow(),
                   monitor_active=True)
-        self.keeper.on_ready(state.account, linked_now=not restored)
         self.bus.publish("ready", restored=restored, phone=state.account.phone,
                          pushname=state.account.pushname)
         self._due = time.monotonic() + min(self.config.monitor_interval_s, self.config.backup_delay_s)
