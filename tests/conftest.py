@@ -5,7 +5,7 @@ import io
 
 import pytest
 
-from harness import ServerProcess, browsers_on, wait_for
+from harness import ServerProcess, browsers_on
 
 
 @pytest.fixture

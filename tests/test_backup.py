@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from whatsapp import backup as backup_module
-from whatsapp.backup import (BackupCorrupt, BackupError, BackupStore, login_files, pack,
-                             unpack, verify)
+from whatsapp.archive import pack, unpack
+from whatsapp.backup import BackupCorrupt, BackupError, BackupStore, login_files, verify
 
 LINK = "15550001111:3@c.us"
 IDB = "Default/IndexedDB/https_web.whatsapp.com_0.indexeddb.leveldb"

@@ -7,7 +7,6 @@ import os
 import signal
 
 import psutil
-import pytest
 
 from conftest import decode_qr_png, link_phone
 from harness import browsers_on, wait_for

@@ -1,9 +1,7 @@
 """The product end to end: gunicorn as the Procfile runs it, real Chromium, the simulator."""
 from __future__ import annotations
 
-import signal
-
-from conftest import decode_qr_png, link_phone
+from conftest import link_phone
 from harness import browsers_on
 
 
@@ -14,7 +12,7 @@ def test_link_restart_ready_without_qr(servers, sim, tmp_path):
     assert ready["session"]["pushname"] == "Energenie Phone"
     assert ready["session"]["hasSession"] is True
     assert ready["reconnectAttempts"] == 0
-    elapsed = server.stop()
+    server.stop()
     assert server.proc.returncode == 0, server.log()
     assert not browsers_on(server.data_dir)
 

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from . import backup as backups_mod
+from . import archive
 from .backup import BackupCorrupt, BackupError, BackupStore
 from .bus import Bus
 from .config import Config
@@ -185,7 +186,7 @@ class Keeper:
         log.info("backup %s: %d bytes in %.2f s", info.name, info.size, info.seconds or 0.0)
         self.bus.publish("backup_created", name=info.name, size=info.size, seconds=round(info.seconds or 0.0, 3))
         if self.remote is not None:
-            self.remote.submit_backup(backups_mod.pack(info), backups_mod.read_manifest(info.path).to_json(),
+            self.remote.submit_backup(archive.pack(info), backups_mod.read_manifest(info.path).to_json(),
                                       account.wid)
 
     # -- ending the login ----------------------------------------------------------------------

@@ -8,7 +8,7 @@ database, so every statement filters by `client_id`):
         data bytea not null, size bigint not null, sha256 text not null)
     index whatsapp_session_backups_client_created (client_id, created_at desc, id desc)
 
-Blobs are opaque here (`whatsapp.backup.pack/unpack` make and check them); this module stores
+Blobs are opaque here (`whatsapp.archive.pack/unpack` make and check them); this module stores
 bytes + manifest and checks only the stored size and sha256.
 
 Ownership: a session-level advisory lock on `lock_key('whatsapp-session:' + client_id)` held

@@ -106,6 +106,7 @@ class Session:
         """Start the owner thread (idempotent); with WHATSAPP_AUTO_INIT, initialize."""
         if self._thread is not None:
             return
+        private_dir(self.config.session_dir)  # owner-only from the first moment
         self.keeper.start()
         self._set(has_session=self._saved_login_on_disk())
         self._thread = threading.Thread(target=self._run, name="whatsapp-session", daemon=True)
