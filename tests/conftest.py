@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 
@@ -53,3 +54,22 @@ def link_phone(server: ServerProcess, sim) -> dict:
     assert status == 200
     sim.scan(decode_qr_png(png))
     return server.wait_status(lambda s: s["status"] == "ready", timeout=60, message="ready")
+
+
+def status_changes(server: ServerProcess) -> list[str]:
+    """The statuses the server moved to, from its log lines "status a -> b"."""
+    return re.findall(r"status \w+ -> (\w+)", server.log())
+
+
+def ready_without_qr(server: ServerProcess, timeout: float = 90) -> dict:
+    """Wait for `ready`; no `qr` may be seen on /status nor logged as a status on the way."""
+    seen = []
+
+    def check(status):
+        if not seen or seen[-1] != status["status"]:
+            seen.append(status["status"])
+        return status["status"] == "ready"
+    ready = server.wait_status(check, timeout=timeout, message="ready (restored, no QR)")
+    assert "qr" not in seen, seen
+    assert "qr" not in status_changes(server), server.log()
+    return ready

@@ -12,7 +12,7 @@ import re
 import shutil
 from pathlib import Path
 
-from conftest import link_phone
+from conftest import link_phone, ready_without_qr
 from harness import browsers_on, wait_for
 
 from whatsapp import backup as backup_mod
@@ -58,17 +58,8 @@ def backup_lines(server) -> list[tuple[str, int, float]]:
     return [(m.group(1), int(m.group(2)), float(m.group(3))) for m in BACKUP_LINE.finditer(server.log())]
 
 
-def status_changes(server) -> list[str]:
-    """The statuses the server moved to, from its log ("status a -> b")."""
-    return re.findall(r"status \w+ -> (\w+)", server.log())
-
-
 def wait_ready_without_qr(server, timeout: float = 90) -> dict:
-    seen = []
-    ready = server.wait_status(lambda s: seen.append(s["status"]) or s["status"] == "ready",
-                               timeout=timeout, message="ready")
-    assert "qr" not in seen, seen
-    assert "qr" not in status_changes(server), server.log()
+    ready = ready_without_qr(server, timeout)
     assert ready["reason"] in (None, "auth_failed"), ready
     return ready
 

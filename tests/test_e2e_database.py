@@ -6,13 +6,12 @@ gunicorn as the Procfile runs it, real Chromium, the simulator, and a real Postg
 from __future__ import annotations
 
 import hashlib
-import re
 import shutil
 import time
 
 import pytest
 
-from conftest import link_phone
+from conftest import link_phone, ready_without_qr
 from harness import browsers_on, wait_for
 
 try:
@@ -63,19 +62,6 @@ def env_for(sim, database, **extra) -> dict:
             "WHATSAPP_DATABASE_TIMEOUT_S": "3", **extra}
 
 
-def status_changes(server) -> list[str]:
-    return re.findall(r"status \w+ -> (\w+)", server.log())
-
-
-def wait_ready_without_qr(server, timeout: float = 90) -> dict:
-    seen = []
-    ready = server.wait_status(lambda s: seen.append(s["status"]) or s["status"] == "ready",
-                               timeout=timeout, message="ready")
-    assert "qr" not in seen, seen
-    assert "qr" not in status_changes(server), server.log()
-    return ready
-
-
 def timed_status(server) -> tuple[dict, float]:
     started = time.monotonic()
     body = server.status()
@@ -99,7 +85,7 @@ def test_new_dyno_restores_from_database_and_survives_an_outage(servers, sim, db
     # A new dyno: nothing of the data folder survives.
     shutil.rmtree(data)
     second = servers(env=env_for(sim, db, WHATSAPP_BACKUP_INTERVAL_S="2"), data_dir=data)
-    ready = wait_ready_without_qr(second)
+    ready = ready_without_qr(second)
     assert ready["record"]["restoresFromBackup"] == 1, ready["record"]
     assert ready["session"]["phone"] == "15550001111"
     assert "restoring backup" in second.log() and "before launching" in second.log(), second.log()
@@ -181,7 +167,7 @@ def test_second_server_waits_for_the_database_owner(servers, sim, db, tmp_path):
 
     old.stop()  # its clean-shutdown backup lands, then it lets go
     assert old.proc.returncode == 0, old.log()
-    ready = wait_ready_without_qr(new, timeout=90)
+    ready = ready_without_qr(new, timeout=90)
     assert ready["database"]["owner"] is True, ready["database"]
     assert ready["record"]["restoresFromBackup"] == 1, ready["record"]
     assert not browsers_on(old.data_dir)

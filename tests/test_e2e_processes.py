@@ -21,7 +21,7 @@ import time
 import psutil
 import pytest
 
-from conftest import link_phone
+from conftest import link_phone, ready_without_qr
 from harness import (
     ServerProcess,
     browsers_on,
@@ -43,20 +43,6 @@ LOCK = f"session-{CLIENT_ID}.lock"
 
 def sim_env(sim, **extra) -> dict:
     return {"WHATSAPP_WEB_URL": sim.url, **extra}
-
-
-def ready_without_qr(server: ServerProcess, timeout: float = 90) -> dict:
-    """Wait for `ready`; no `qr` may be seen on /status nor logged as a status on the way."""
-    seen = []
-
-    def check(s):
-        if not seen or seen[-1] != s["status"]:
-            seen.append(s["status"])
-        return s["status"] == "ready"
-    ready = server.wait_status(check, timeout=timeout, message="ready (restored, no QR)")
-    assert "qr" not in seen, seen
-    assert "-> qr" not in server.log(), server.log()
-    return ready
 
 
 def worker_of(server: ServerProcess) -> psutil.Process:
