@@ -18,7 +18,7 @@ import urllib.request
 from datetime import timedelta
 
 from . import page
-from .browser import Browser, clear_stale_singleton, sweep_orphans
+from .browser import Browser, clear_stale_singleton, sweep_orphans, warm_up
 from .bus import Bus
 from .config import Config
 from .keeper import Keeper
@@ -29,7 +29,8 @@ from .store import ProfileLock, delete_profile, has_login, private_dir
 
 log = logging.getLogger(__name__)
 
-WATCH_INTERVAL_S = 0.5      # how often a loading or QR page is read
+WATCH_INTERVAL_S = 0.5      # how often a QR page is read (it waits for a person)
+FAST_WATCH_S = 0.1          # how often a starting or loading page is read (one cheap script)
 QR_VIEW_WINDOW_S = 120.0    # a QR page fetched this recently means someone is looking
 CLOSE_DEADLINE_S = 5.0      # a planned close: quit, then SIGTERM, then SIGKILL
 PICKUP_S = 2.0              # a stop command not picked up by then: the owner is stuck
@@ -107,6 +108,9 @@ class Session:
         if self._thread is not None:
             return
         private_dir(self.config.session_dir)  # owner-only from the first moment
+        # The user agent needs Chromium's version (`chromium --version` via Debian's wrapper,
+        # ~0.15 s): learn it now, off the first launch's path.
+        threading.Thread(target=warm_up, args=(self.config,), name="chromium-version", daemon=True).start()
         self.keeper.start()
         self._set(has_session=self._saved_login_on_disk())
         self._thread = threading.Thread(target=self._run, name="whatsapp-session", daemon=True)
@@ -240,7 +244,7 @@ class Session:
     def _watch(self) -> None:
         state = page.read_state(self._browser.driver)
         now = time.monotonic()
-        self._due = now + WATCH_INTERVAL_S
+        self._due = now + (WATCH_INTERVAL_S if state.screen in (Screen.QR, Screen.QR_EXPIRED) else FAST_WATCH_S)
         if state.screen is Screen.CHATS:
             self._became_ready(state)
         elif state.screen is Screen.LOADING:
@@ -322,7 +326,7 @@ class Session:
             # bounded while instead of judging a page caught mid-navigation.
             self._phase = Phase.WATCH
             self._watch_deadline = time.monotonic() + self.config.page_timeout_s
-            self._due = time.monotonic() + WATCH_INTERVAL_S
+            self._due = time.monotonic() + FAST_WATCH_S
 
     def _check_reachable(self) -> None:
         """The page keeps its chats on screen while WhatsApp is unreachable: ask the server too."""

@@ -1,0 +1,136 @@
+"""`/api/whatsapp/status` under 50 concurrent keep-alive clients: ready, browser frozen, and a
+bare Flask route on the same gunicorn settings; plus SIGTERM of that bare server (the floor
+of the shutdown figure).
+
+Rounds alternate bare / ready / frozen so that others' load falls on all three alike. The
+browser is frozen with SIGSTOP on chromedriver and every Chromium process of the server
+(so the session's owner thread blocks in its next driver call), and always continued in a
+`finally`. The frozen server runs with the product's default driver and page timeouts
+(30 s) so that a round ends long before the session gives up on the browser.
+"""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+
+from .common import ROOT, Context, Row, free_port, is_ready, watch_status
+from .procs import browser_tree
+
+CLIENTS = 50
+# The same settings the product's gunicorn.conf.py sets, on the command line.
+GUNICORN_FLAGS = ["-k", "gthread", "--workers", "1", "--threads", "8", "--timeout", "60",
+                  "--graceful-timeout", "20", "--no-control-socket"]
+
+
+def bare_server(ctx: Context):
+    """gunicorn serving bench/bare_app.py with the product's settings; started and answering."""
+    from harness import wait_for
+
+    # gunicorn reads ./gunicorn.conf.py by default (the product's, which starts a session):
+    # an empty config file keeps it to the flags given here.
+    empty_conf = ctx.workdir / "bare.conf.py"
+    empty_conf.write_text("# the bare floor: every setting is on the command line\n")
+    port = free_port()
+    command = [str(Path(sys.executable).parent / "gunicorn"), "-c", str(empty_conf), *GUNICORN_FLAGS,
+               "--bind", f"127.0.0.1:{port}", "bench.bare_app:app"]
+    server = ctx.server(ctx.path("bare"), port=port, command=command)
+    t0 = time.monotonic()
+    server.start(wait=False)
+
+    def answers():
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"bare gunicorn exited with {server.proc.returncode}:\n{server.log()}")
+        with urllib.request.urlopen(server.url + "/bare", timeout=2) as resp:
+            return resp.status == 200
+    wait_for(answers, timeout=30, interval=0.05, message="the bare gunicorn")
+    server.boot_seconds = time.monotonic() - t0  # process start to the first answer
+    return server
+
+
+def load(url: str, seconds: float) -> dict:
+    """One bounded load run from a separate process (python -m bench.loadgen)."""
+    out = subprocess.run([sys.executable, "-m", "bench.loadgen", url, "--clients", str(CLIENTS),
+                          "--seconds", str(seconds), "--max-requests", "50000"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=seconds + 90, check=True)
+    return json.loads(out.stdout)
+
+
+def _signal_all(procs: list[psutil.Process], signum: int) -> None:
+    for proc in procs:
+        try:
+            proc.send_signal(signum)
+        except psutil.Error:
+            pass
+
+
+def status_latency(ctx: Context, linked: Path) -> dict:
+    seconds = 1.0 if ctx.quick else 3.0  # p99 of a short window is a handful of requests
+    results = {"bare": [], "ready": [], "frozen": []}
+    bare = server = None
+    try:
+        bare = bare_server(ctx)
+        server = ctx.server(linked, {"WHATSAPP_DRIVER_TIMEOUT_S": "30", "WHATSAPP_PAGE_TIMEOUT_S": "30"})
+        server.start(wait=False)
+        watch_status(server, is_ready, time.monotonic())
+        for run in range(ctx.runs):
+            results["bare"].append(load(bare.url + "/bare", seconds))
+            results["ready"].append(load(server.url + "/api/whatsapp/status", seconds))
+            tree = browser_tree(server)
+            try:
+                _signal_all(tree, signal.SIGSTOP)
+                frozen = load(server.url + "/api/whatsapp/status", seconds)
+                frozen["frozen_processes"] = len(tree)
+                results["frozen"].append(frozen)
+            finally:
+                _signal_all(tree, signal.SIGCONT)
+            watch_status(server, is_ready, time.monotonic(), timeout=60)
+            ctx.log("  latency run {}: p99 bare {} ms, ready {} ms, frozen {} ms".format(
+                run + 1, results["bare"][-1]["p99_ms"], results["ready"][-1]["p99_ms"],
+                results["frozen"][-1]["p99_ms"]))
+    finally:
+        if server is not None:
+            server.stop()
+        if bare is not None:
+            bare.stop()
+    return {"rows": _rows(results), "runs": results}
+
+
+def _rows(results: dict) -> list[Row]:
+    def pick(kind, key):
+        return [r[key] for r in results[kind]]
+
+    rows = []
+    for kind in ("ready", "frozen"):
+        errors = sum(r["errors"] for r in results[kind]) + sum(
+            n for r in results[kind] for code, n in r["statuses"].items() if code != "200")
+        rows += [
+            Row(f"/status p50, {kind}", "ms", pick(kind, "p50_ms"), "bare /bare p50", pick("bare", "p50_ms")),
+            Row(f"/status p99, {kind}", "ms", pick(kind, "p99_ms"), "bare /bare p99", pick("bare", "p99_ms"),
+                target=2.0, note=f"{CLIENTS} keep-alive clients; non-200 or errors: {errors}"),
+            Row(f"/status req/s, {kind}", "req/s", pick(kind, "rps"), "bare /bare req/s", pick("bare", "rps"),
+                note="higher is better: ratio < 1 is slower than bare"),
+        ]
+    return rows
+
+
+def bare_sigterm(ctx: Context) -> dict:
+    """The floor of the shutdown figure: SIGTERM to an idle bare gunicorn, to every process
+    gone; also its boot (process start to first answer), the floor of a server's own boot."""
+    from .startup import sigterm_to_gone
+
+    sigterm, boot = [], []
+    for _ in range(ctx.runs):
+        bare = bare_server(ctx)
+        try:
+            boot.append(bare.boot_seconds)
+            sigterm.append(sigterm_to_gone(bare)["all"])
+        finally:
+            bare.stop()
+    return {"sigterm": sigterm, "boot": boot}
