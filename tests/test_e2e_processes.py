@@ -58,11 +58,15 @@ def worker_of_or_none(server: ServerProcess, old: psutil.Process):
 
 
 def chromium_in(server: ServerProcess) -> list[psutil.Process]:
-    """chromedriver/Chromium processes started by this server (descendants of its master)."""
+    """chromedriver and browser processes started by this server (descendants of its master).
+
+    A browser holds a --user-data-dir; `chromium --version`, which the server runs once to
+    learn the version for its user agent, is not a browser.
+    """
     found = []
     for proc in descendants(server.proc.pid):
         try:
-            if "chrom" in proc.name():
+            if proc.name() == "chromedriver" or any(a.startswith("--user-data-dir=") for a in proc.cmdline()):
                 found.append(proc)
         except psutil.Error:
             continue
