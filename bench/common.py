@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "tests"))   # the harness the end-to-end tests use
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from harness import TEST_ENV, ServerProcess, browsers_on  # noqa: E402
+from harness import TEST_ENV, ServerProcess, browsers_on, free_port  # noqa: E402,F401 (re-exported)
 
 SYNC_SECONDS = 0.3      # the simulator's "Loading your chats": the same for floors and servers
 POLL_S = 0.05           # how often servers and floors are polled: the same resolution for both
