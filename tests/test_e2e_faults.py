@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from conftest import link_phone
 from harness import ServerProcess, alive, browser_tree, wait_for
@@ -273,34 +274,20 @@ def test_chromedriver_frozen(servers, sim):
             pass
 
 
-def test_renderer_killed(servers, sim):
+@pytest.mark.parametrize("signum, reason", [(signal.SIGKILL, "browser_crashed"),
+                                             (signal.SIGSTOP, "page_unresponsive")],
+                         ids=["renderer_killed", "renderer_frozen"])
+def test_renderer_fault(servers, sim, signum, reason):
     server, wid = linked_server(servers, sim)
     qr_issued = sim.phone_state()["qr_issued"]
     tree = browser_tree(server)
     renderers = page_renderers(tree)
     assert renderers, tree
     with StatusWatch(server) as watch:
-        signal_all(renderers, signal.SIGKILL)
+        signal_all(renderers, signum)
         watch.until_ready_again()
-        assert any(status == "reconnecting" and reason == "browser_crashed"
-                   for status, reason in watch.transitions()), watch.transitions()
-        assert_no_qr(watch)
-    assert_status_fast(watch)
-    old_tree_gone(tree)
-    assert_login_kept(server, sim, wid, qr_issued)
-
-
-def test_renderer_frozen(servers, sim):
-    server, wid = linked_server(servers, sim)
-    qr_issued = sim.phone_state()["qr_issued"]
-    tree = browser_tree(server)
-    renderers = page_renderers(tree)
-    assert renderers, tree
-    with StatusWatch(server) as watch:
-        signal_all(renderers, signal.SIGSTOP)
-        watch.until_ready_again()
-        assert any(status == "reconnecting" and reason == "page_unresponsive"
-                   for status, reason in watch.transitions()), watch.transitions()
+        assert any(status == "reconnecting" and why == reason
+                   for status, why in watch.transitions()), watch.transitions()
         assert_no_qr(watch)
     assert_status_fast(watch)
     old_tree_gone(tree)  # stopped processes included: SIGKILL ends them without a SIGCONT

@@ -35,6 +35,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+from .states import iso, utcnow
+
 log = logging.getLogger(__name__)
 
 FORMAT = 1
@@ -159,12 +161,11 @@ class RestoreResult:
     seconds: float
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
+_now = utcnow
 
 
 def _iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso(moment, "milliseconds")
 
 
 def _new_name(moment: datetime) -> str:

@@ -25,6 +25,8 @@ import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .states import iso, utcnow
+
 log = logging.getLogger(__name__)
 
 FORMAT = 1
@@ -53,14 +55,11 @@ class RecordCorrupt(ValueError):
     """The record file's content is unusable; `str()` names the problem (internal to load)."""
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
+_now = utcnow
 
 
 def _iso(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso(moment, "milliseconds")
 
 
 def phone_of(wid: str | None) -> str | None:
