@@ -55,7 +55,7 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
     "WHATSAPP_WEBHOOK_SECRET": ([], ["", "with space", "alone-without-url"]),
     "WHATSAPP_WEBHOOK_TIMEOUT_S": (["5"], ["0"]),
     "WHATSAPP_WEBHOOK_RETRIES": (["0", "5"], ["-1", "1.0"]),
-    "WHATSAPP_EVENTS_MAX_LISTENERS": (["1", "20"], ["0", "many"]),
+    "WHATSAPP_EVENTS_MAX_LISTENERS": (["1", "6"], ["0", "many", "7"]),
 }
 # Values that hold a secret (or a URL that may): never echoed in the error line.
 SECRET_VARIABLES = {"WHATSAPP_API_KEY", "WHATSAPP_WEBHOOK_SECRET", "WHATSAPP_BACKUP_DATABASE_URL",

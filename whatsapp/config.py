@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable, Mapping
 from urllib.parse import urlsplit
 
+MAX_LISTENERS = 6  # gunicorn.conf.py runs 8 threads
 CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -227,6 +228,14 @@ def _shorten(raw: str, limit: int = 60) -> str:
     return shown if len(shown) <= limit else shown[:limit] + "..."
 
 
+def _listeners(raw: str) -> int:
+    value = _number(1, integer=True)(raw)
+    if value > MAX_LISTENERS:
+        raise ValueError(f"must be at most {MAX_LISTENERS}: each open stream holds one of "
+                         "gunicorn's 8 threads, and API calls need the rest")
+    return value
+
+
 def _chrome_args(raw: str) -> tuple[str, ...]:
     args = tuple(shlex.split(raw))
     for arg in args:
@@ -274,7 +283,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "webhook_secret": ("WHATSAPP_WEBHOOK_SECRET", _secret),
     "webhook_timeout_s": ("WHATSAPP_WEBHOOK_TIMEOUT_S", _number(0, positive=True)),
     "webhook_retries": ("WHATSAPP_WEBHOOK_RETRIES", _number(0, integer=True)),
-    "events_max_listeners": ("WHATSAPP_EVENTS_MAX_LISTENERS", _number(1, integer=True)),
+    "events_max_listeners": ("WHATSAPP_EVENTS_MAX_LISTENERS", _listeners),
 }
 # An empty secret set by mistake must not silently mean "no key": refuse it.
 _EMPTY_MEANS_VALUE = {"api_key", "webhook_secret"}
