@@ -18,6 +18,15 @@ def sim():
         yield running
 
 
+@pytest.fixture(scope="session")
+def postgres():
+    """One real PostgreSQL server for the run (tests/pg.py); a test may stop and restart it."""
+    import pg
+
+    with pg.running_server() as server:
+        yield server
+
+
 @pytest.fixture
 def servers(tmp_path):
     """`servers(env=..., data_dir=...)` starts a server; all are stopped after the test and

@@ -95,10 +95,14 @@ class ServerProcess:
         self.proc = subprocess.Popen(self.command, cwd=ROOT, env=self.env, stdout=self._log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         if wait:
-            wait_for(lambda: self.proc.poll() is not None or self.get("/api/whatsapp/status")[0] == 200,
-                     timeout=30, message=f"server on {self.url}")
-            if self.proc.poll() is not None:
-                raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                wait_for(lambda: self.proc.poll() is not None or self.get("/api/whatsapp/status")[0] == 200,
+                         timeout=30, message=f"server on {self.url}")
+                if self.proc.poll() is not None:
+                    raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.log()}")
+            except BaseException:
+                self.stop()  # never leave a half-started server behind
+                raise
         return self
 
     def signal(self, signum: int) -> None:
@@ -185,6 +189,12 @@ class ServerProcess:
             return wait_for(check, timeout, message=message)
         except AssertionError as exc:
             raise AssertionError(f"{exc}\nstatuses seen: {seen}\n--- server log ---\n{self.log()}") from None
+
+
+def start_server(data_dir: Path, api_key: str | None) -> ServerProcess:
+    """A running server with no session started (WHATSAPP_AUTO_INIT=0), keyed or not."""
+    env = {"WHATSAPP_AUTO_INIT": "0", **({"WHATSAPP_API_KEY": api_key} if api_key else {})}
+    return ServerProcess(data_dir, env).start()
 
 
 def _maybe_json(headers: dict, body: bytes):

@@ -16,7 +16,7 @@ import psutil
 import pytest
 from flask import Flask
 
-from harness import ServerProcess, wait_for
+from harness import ServerProcess, start_server
 from whatsapp import access, errors
 from whatsapp.config import Config
 
@@ -259,24 +259,6 @@ def test_key_never_logged(caplog, keyed):
 
 STATUS = "/api/whatsapp/status"
 AUTH = {"X-Api-Key": KEY}
-
-
-def start_server(data_dir, api_key: str | None) -> ServerProcess:
-    """Start and wait until /status answers 200 (with the key: harness.start() sends none)."""
-    env = {"WHATSAPP_AUTO_INIT": "0"}
-    if api_key:
-        env["WHATSAPP_API_KEY"] = api_key
-    server = ServerProcess(data_dir, env)
-    server.start(wait=False)
-    headers = {"X-Api-Key": api_key} if api_key else {}
-    try:
-        wait_for(lambda: server.proc.poll() is not None or server.get(STATUS, headers=headers)[0] == 200,
-                 timeout=30, message=f"server on {server.url}")
-        assert server.proc.poll() is None, f"server exited:\n{server.log()}"
-    except BaseException:
-        server.stop()
-        raise
-    return server
 
 
 def send(server: ServerProcess, method: str, path: str, headers: dict | None = None,

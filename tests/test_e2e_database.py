@@ -24,10 +24,9 @@ CLIENT_ID = "energenie-whatsapp"
 OTHER_CLIENT = "another-product"
 
 
-@pytest.fixture(scope="module")
-def database():
-    with pg.running_server() as server:
-        yield server
+@pytest.fixture
+def database(postgres):
+    return postgres
 
 
 @pytest.fixture

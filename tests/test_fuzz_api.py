@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.harness import ServerProcess, wait_for
+from harness import start_server
 
 KEY = "fuzz-Key.123"
 STATUS = "/api/whatsapp/status"
@@ -32,27 +32,12 @@ SAFE = {"GET", "HEAD", "OPTIONS"}
 EVIL_HOST = "evil.example"
 
 
-def start(data_dir, api_key):
-    env = {"WHATSAPP_AUTO_INIT": "0", **({"WHATSAPP_API_KEY": api_key} if api_key else {})}
-    server = ServerProcess(data_dir, env)
-    server.start(wait=False)
-    auth = {"X-Api-Key": api_key} if api_key else {}
-    try:
-        wait_for(lambda: server.proc.poll() is not None or server.get(STATUS, headers=auth)[0] == 200,
-                 timeout=30, message=f"server on {server.url}")
-        assert server.proc.poll() is None, server.log()
-    except BaseException:
-        server.stop()
-        raise
-    return server
-
-
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory):
     started = {}
     try:
-        started["key"] = start(tmp_path_factory.mktemp("fuzz-key") / "data", KEY)
-        started["local"] = start(tmp_path_factory.mktemp("fuzz-local") / "data", None)
+        started["key"] = start_server(tmp_path_factory.mktemp("fuzz-key") / "data", KEY)
+        started["local"] = start_server(tmp_path_factory.mktemp("fuzz-local") / "data", None)
         yield started
     finally:
         for server in started.values():

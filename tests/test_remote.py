@@ -20,10 +20,9 @@ from whatsapp.remote import TABLE, RemoteBackups, RemoteStore, RemoteUnavailable
 TIMEOUT_S = 2.0
 
 
-@pytest.fixture(scope="module")
-def server():
-    with pg.running_server() as srv:
-        yield srv
+@pytest.fixture
+def server(postgres):
+    return postgres
 
 
 @pytest.fixture

@@ -44,11 +44,6 @@ class NetworkDown(Failure):
     reason = Reason.NETWORK
 
 
-class TemporaryAuthError(Failure):
-    """WhatsApp did not confirm the login this time; the login is kept."""
-    reason = Reason.AUTH_FAILED
-
-
 class LaunchFailed(Failure):
     """Chromium or chromedriver could not be started."""
     reason = Reason.LAUNCH_FAILED
@@ -62,12 +57,6 @@ class ProfileLocked(Failure):
 class LoggedOut(Failure):
     """The phone removed this device."""
     reason = Reason.LOGGED_OUT
-    retry = False
-
-
-class LoginBroken(Failure):
-    """A QR is shown where the saved login should have opened the chats."""
-    reason = Reason.AUTH_FAILED
     retry = False
 
 

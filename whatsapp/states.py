@@ -65,7 +65,6 @@ class Snapshot:
     next_reconnect_at: datetime | None = None
     last_error: str | None = None
     since: datetime = dataclasses.field(default_factory=utcnow)
-    extra: tuple[tuple[str, object], ...] = ()
 
     def replace(self, **changes) -> "Snapshot":
         return dataclasses.replace(self, **changes)
@@ -91,6 +90,5 @@ class Snapshot:
             "statusSince": iso(self.since),
             "qrAvailable": self.qr is not None,
         }
-        body.update(dict(self.extra))
         body["timestamp"] = iso(utcnow())
         return body
