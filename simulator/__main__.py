@@ -10,7 +10,7 @@ import signal
 import sys
 import threading
 
-from .options import Options
+from .options import WEB_VERSIONS, Options
 from .server import SimServer
 from .state import SimState
 
@@ -29,13 +29,15 @@ def parse(argv) -> tuple[int, Options, bool]:
                    help='codes shown before the "Click to reload QR code" button')
     p.add_argument("--sync-seconds", type=float, default=defaults.sync_seconds,
                    help='length of the "Loading your chats" screen')
+    p.add_argument("--web-version", type=int, choices=WEB_VERSIONS, default=defaults.web_version,
+                   help="which WhatsApp Web markup to mirror (message ids, send button, rows)")
     p.add_argument("--quiet", action="store_true", help="do not log each request")
     args = p.parse_args(argv)
     if not 0 <= args.port <= 65535:
         p.error(f"--port must be 0 to 65535, not {args.port}")
     try:
         options = Options(args.phone, args.pushname, args.platform, args.qr_ttl,
-                          args.qr_first_ttl, args.qr_max, args.sync_seconds)
+                          args.qr_first_ttl, args.qr_max, args.sync_seconds, args.web_version)
     except ValueError as exc:
         p.error(str(exc))
     return args.port, options, args.quiet

@@ -2,7 +2,7 @@
 
 from flask import Flask
 
-from . import jsonapi, phone, web
+from . import jsonapi, phone, web, webchat
 from .state import SimState
 
 
@@ -12,6 +12,7 @@ def create_app(state: SimState) -> Flask:
     app.extensions["simulator"] = state
     app.json.sort_keys = False
     app.register_blueprint(web.bp)
+    app.register_blueprint(webchat.bp)
     app.register_blueprint(phone.bp)
     jsonapi.register(app)
     return app

@@ -54,6 +54,16 @@ def string(data: dict, name: str, *, optional: bool = False, maximum: int = 4096
     return value
 
 
+def query_int(name: str, default=None):
+    """The query argument `name` as a whole number >= 0 (`default` when absent)."""
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or len(raw) > 12:
+        raise SimError(400, "bad_field", f"'{name}' must be a whole number.")
+    return int(raw)
+
+
 def register(app):
     """Install the JSON error handlers on `app`."""
 

@@ -4,6 +4,8 @@ import math
 import re
 from dataclasses import dataclass
 
+WEB_VERSIONS = (2025, 2026)
+
 
 class SimError(Exception):
     """A call that cannot be done: `status` is the HTTP status, `error` a short code."""
@@ -24,6 +26,7 @@ class Options:
     qr_first_ttl: float = 60.0
     qr_max: int = 6
     sync_seconds: float = 1.0
+    web_version: int = 2026  # which WhatsApp Web markup the page mirrors (2025 or 2026)
 
     def __post_init__(self):
         if not re.fullmatch(r"\d{5,20}", self.phone):
@@ -36,5 +39,7 @@ class Options:
                 raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
         if not (math.isfinite(self.sync_seconds) and self.sync_seconds >= 0):
             raise ValueError(f"sync_seconds must be >= 0, not {self.sync_seconds!r}")
+        if self.web_version not in WEB_VERSIONS or isinstance(self.web_version, bool):
+            raise ValueError(f"web_version must be one of {WEB_VERSIONS}, not {self.web_version!r}")
         if not (isinstance(self.qr_max, int) and self.qr_max >= 1):
             raise ValueError(f"qr_max must be a whole number >= 1, not {self.qr_max!r}")

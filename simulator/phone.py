@@ -8,14 +8,21 @@
 | POST /_phone/outage | {"seconds": n} (0 ends it) | {"outage": bool, "seconds": n} |
 | POST /_phone/flaky | {"count": n} | {"flaky": n} |
 | POST /_phone/conflict | | {"conflict": true} |
-| POST /_phone/reset | | {"reset": true} |
+| POST /_phone/reset | {} or {"messages": true} | {"reset": true}; devices and faults go, conversations stay unless "messages" (then back to the demo chats) |
+| GET /_phone/messages | | {"messages": [{"to", "text", "waId", "ack", "at", "id", "deliveredAt", "readAt"}]}: all the account sent, in the server's order |
+| POST /_phone/ack | {"waId": id, "ack": "delivered"/"read"} or {"to": digits, "ack": ...} | {"messages": [those concerned]}; 404 unknown waId / nothing sent to that number |
+| POST /_phone/unregistered | {"numbers": [digits, ...]} | {"unregistered": [every such number]} |
+| POST /_phone/send | {"from": digits, "text": ..., "name"?: contact name, "kind"?: "text"/"image"} | {"message": inbox entry}; an image has no text |
+| GET /_phone/inbox | | {"messages": [{"from", "name", "text", "kind", "waId", "read", "readAt", "at"}]}: all sent to the account; `read` once a page opened the chat |
 
 A body, when present, must be a JSON object. Errors: JSON 4xx `{"error", "message"}`.
+Times are ISO 8601 UTC. Messages of the demo chats (`seed.py`) are in no list here.
 """
 
 from flask import Blueprint, current_app, jsonify, render_template
 
-from . import jsonapi
+from . import chats, jsonapi
+from .options import SimError
 
 bp = Blueprint("phone", __name__)
 
@@ -72,7 +79,58 @@ def conflict():
 
 @bp.post("/_phone/reset")
 def reset():
-    jsonapi.body()
-    _state().reset()
+    messages = jsonapi.body().get("messages", False)
+    if not isinstance(messages, bool):
+        raise SimError(400, "bad_field", "'messages' must be true or false.")
+    _state().reset(messages=messages)
     return jsonify(reset=True)
+
+
+@bp.get("/_phone/messages")
+def messages():
+    return jsonify(messages=_state().chats.sent())
+
+
+@bp.get("/_phone/inbox")
+def inbox():
+    return jsonify(messages=_state().chats.inbox())
+
+
+@bp.post("/_phone/ack")
+def ack():
+    data = jsonapi.body()
+    ack_name = jsonapi.string(data, "ack", maximum=16)
+    if ("waId" in data) == ("to" in data):
+        raise SimError(400, "bad_field", "Give exactly one of 'waId' and 'to'.")
+    if "waId" in data:
+        acked = _state().chats.ack(ack=ack_name, wa_id=jsonapi.string(data, "waId", maximum=128))
+    else:
+        acked = _state().chats.ack(ack=ack_name, to=chats.check_number(data["to"], "to"))
+    return jsonify(messages=acked)
+
+
+@bp.post("/_phone/unregistered")
+def unregistered():
+    numbers = jsonapi.body().get("numbers")
+    if not isinstance(numbers, list) or len(numbers) > 10_000:
+        raise SimError(400, "bad_field", "'numbers' must be a list of phone numbers.")
+    checked = [chats.check_number(n, "numbers") for n in numbers]
+    return jsonify(unregistered=_state().chats.set_unregistered(checked))
+
+
+@bp.post("/_phone/send")
+def send():
+    data = jsonapi.body()
+    sender = chats.check_number(data.get("from"), "from")
+    kind = data.get("kind") or "text"
+    if kind not in chats.KINDS:
+        raise SimError(400, "bad_field", f"'kind' must be one of {', '.join(chats.KINDS)}.")
+    if kind == "text":
+        text = jsonapi.string(data, "text", maximum=chats.TEXT_MAX)
+    elif data.get("text") is not None:
+        raise SimError(400, "bad_field", "A photo carries no 'text' here.")
+    else:
+        text = None
+    name = jsonapi.string(data, "name", optional=True, maximum=128)
+    return jsonify(message=_state().chats.receive(sender, text, name, kind))
 

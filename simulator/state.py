@@ -1,4 +1,5 @@
-"""The simulator's state: the phone's linked devices, each open page's QR round, and faults.
+"""The simulator's state: the phone's linked devices, each open page's QR round, faults,
+and (in `chats`, a `chats.Conversations` sharing this lock) the account's conversations.
 
 Contract:
 - One lock guards everything. `changed` (a Condition on that lock) is notified whenever
@@ -13,6 +14,8 @@ Contract:
 - Devices: linking creates `<phone>:<n>@c.us` with a random secret (the browser keeps the
   same secret in IndexedDB); n grows for the life of the process, even across `reset`.
 - Time is `time.monotonic()`; ISO timestamps are for display only.
+- A linked page's poll that passes `mseq` (the last conversation change it has seen) also
+  gets what changed in the conversations since (`Conversations.updates_locked`).
 """
 
 import collections
@@ -24,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from . import codes
+from .chats import Conversations
 from .options import Options, SimError
 
 WID_RE = re.compile(r"^(\d{5,20}):(\d{1,9})@c\.us$")
@@ -76,6 +80,7 @@ class SimState:
         self._flaky = 0
         self._conflict = 0
         self._stopping = False
+        self.chats = Conversations(self.options, self.changed, self._bump)
 
     # -- internals (lock held) ------------------------------------------------------
 
@@ -143,10 +148,12 @@ class SimState:
     def stopping(self) -> bool:
         return self._stopping
 
-    def poll(self, page_id: str, device: int | None, since: int, timeout: float) -> dict | None:
+    def poll(self, page_id: str, device: int | None, since: int, timeout: float,
+             mseq: int | None = None) -> dict | None:
         """Wait until `version` passes `since` (or `timeout`), then return what the page
         should show. None when an outage begins or the server stops: the caller drops the
-        connection. `device` set means a linked page asking about its device."""
+        connection. `device` set means a linked page asking about its device (and, with
+        `mseq`, about conversation changes after it)."""
         deadline = time.monotonic() + timeout
         with self.changed:
             page = None
@@ -162,8 +169,9 @@ class SimState:
                         else:
                             page = self._page(page_id, now)  # re-touch (may start a round)
                     self._advance(now)
-                    if self.version > since or now >= deadline:
-                        return self._snapshot(page, device, now)
+                    behind = mseq is not None and device is not None and self.chats.seq > mseq
+                    if self.version > since or now >= deadline or behind:
+                        return self._snapshot(page, device, now, mseq)
                     wake = deadline
                     if page is not None and self._live_code(page, now):
                         wake = min(wake, page.codes[-1].expires_at)
@@ -173,11 +181,13 @@ class SimState:
                     page.polling -= 1
                     page.last_seen = time.monotonic()
 
-    def _snapshot(self, page: Page | None, device: int | None, now: float) -> dict:
+    def _snapshot(self, page: Page | None, device: int | None, now: float, mseq: int | None) -> dict:
         snap = {"version": self.version}
         if page is None:
             snap["device"] = {"id": device, "linked": device in self._devices}
             snap["conflict"] = self._conflict
+            if mseq is not None and device in self._devices:
+                snap.update(self.chats.updates_locked(mseq))
         elif page.device is not None:
             dev = self._devices[page.device]
             snap["linked"] = {
@@ -214,6 +224,12 @@ class SimState:
                 return {"status": "mismatch"}
             return {"status": "ok", "device": dev.id, "conflict": self._conflict,
                     "sync_seconds": self.options.sync_seconds}
+
+    def require_device(self, device: int | None):
+        """401 unless `device` is linked now: only a linked page may read or send messages."""
+        with self.changed:
+            if device is None or device not in self._devices:
+                raise SimError(401, "unlinked", "This device is not linked.")
 
     def web_logout(self, wid: str, secret: str | None) -> bool:
         """The page's own "Log out": removes its device when the secret matches."""
@@ -293,12 +309,15 @@ class SimState:
             self._conflict += 1
             self._bump()
 
-    def reset(self):
-        """Forget every device, end any outage and flakiness."""
+    def reset(self, messages: bool = False):
+        """Forget every device, end any outage and flakiness. Conversations are the
+        server's and stay, unless `messages` (then back to the demo chats)."""
         with self.changed:
             self._devices.clear()
             self._outage_until, self._flaky = 0.0, 0
             self._bump()
+        if messages:
+            self.chats.reset()
 
     def stop(self):
         """Make every waiting poll return now, and later ones at once."""

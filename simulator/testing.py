@@ -12,9 +12,16 @@
         sim.flaky(2)                            # next 2 login checks fail temporarily
         sim.conflict()                          # open linked pages: "open in another window"
         sim.reset()                             # forget devices, end outage and flakiness
+        sim.reset(messages=True)                # ... and go back to the demo conversations
+        sim.messages()                          # [{"to", "text", "waId", "ack", "at", ...}]: all sent
+        sim.ack(wa_id=w, ack="delivered")       # or sim.ack(to="15550002222", ack="read")
+        sim.unregistered(["15550009999"])       # not on WhatsApp: /send shows the invalid dialog
+        sim.send("15550002222", "hi", name="Carol")   # someone writes to the account
+        sim.send("15550002222", None, kind="image")   # a photo: a row with no text
+        sim.inbox()                             # [{"from", "text", "waId", "read", ...}]: all received
 
 `start(port=0, quiet=True, **options)` takes the `Options` fields (phone, pushname,
-platform, qr_ttl, qr_first_ttl, qr_max, sync_seconds) and returns a running `Sim` on a
+platform, qr_ttl, qr_first_ttl, qr_max, sync_seconds, web_version) and returns a running `Sim` on a
 free port of 127.0.0.1, served from a daemon thread of this process. Every convenience
 call goes through the real HTTP API with stdlib urllib (5 s timeout) and returns the JSON
 answer; a 4xx/5xx raises `PhoneError` (`.status`, `.body`). `sim.request(method, path,
@@ -94,8 +101,35 @@ class Sim:
     def conflict(self) -> dict:
         return self._call("POST", "/_phone/conflict", {})
 
-    def reset(self) -> dict:
-        return self._call("POST", "/_phone/reset", {})
+    def reset(self, messages: bool = False) -> dict:
+        return self._call("POST", "/_phone/reset", {"messages": True} if messages else {})
+
+    # -- messaging -----------------------------------------------------------------------
+
+    def messages(self) -> list[dict]:
+        """Every message the account sent, as the server saw them, in order."""
+        return self._call("GET", "/_phone/messages")["messages"]
+
+    def inbox(self) -> list[dict]:
+        """Every message sent to the account, with `read` (a page opened the chat)."""
+        return self._call("GET", "/_phone/inbox")["messages"]
+
+    def ack(self, wa_id: str | None = None, to: str | None = None, ack: str = "delivered") -> list[dict]:
+        """The recipient got (`delivered`) or read (`read`) one message or all to `to`."""
+        body = {"ack": ack}
+        body.update({"waId": wa_id} if wa_id is not None else {"to": to})
+        return self._call("POST", "/_phone/ack", body)["messages"]
+
+    def unregistered(self, numbers) -> list[str]:
+        return self._call("POST", "/_phone/unregistered", {"numbers": list(numbers)})["unregistered"]
+
+    def send(self, from_: str, text: str | None, name: str | None = None, kind: str | None = None) -> dict:
+        """`from_` sends the account a message; returns it as stored (with its `waId`)."""
+        body = {"from": from_}
+        for key, value in (("text", text), ("name", name), ("kind", kind)):
+            if value is not None:
+                body[key] = value
+        return self._call("POST", "/_phone/send", body)["message"]
 
     def wait_qr(self, timeout: float = 10.0, *, other_than: str | None = None) -> str:
         """The code shown now, waiting (bounded) until there is one (and not `other_than`)."""

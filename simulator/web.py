@@ -1,11 +1,14 @@
 """The web side: `/` (the WhatsApp Web page) and the endpoints its script calls.
 
-- `GET /`: the page (`templates/index.html` + `static/wa.js`), or the unsupported-browser
+- `GET /`: the page (`templates/index.html` + `static/*.js`), or the unsupported-browser
   page when the User-Agent contains `HeadlessChrome`. `?post_logout=1` is accepted and
   changes nothing: the page it loads has no login, so it shows a fresh QR.
-- `GET /_wa/poll?page=<id>&since=<version>[&device=<n>]`: the live connection (long-poll,
-  at most POLL_S seconds). Answers what the page should show (see `SimState.poll`); when an
-  outage begins the connection is dropped without an answer; when the server stops, 503.
+- `GET /send?phone=<digits>&text=<text>`: the same page; its script opens that chat once
+  the chat list is shown (see `static/chat.js`).
+- `GET /_wa/poll?page=<id>&since=<version>[&device=<n>[&mseq=<n>]]`: the live connection
+  (long-poll, at most POLL_S seconds). Answers what the page should show (see
+  `SimState.poll`); when an outage begins the connection is dropped without an answer;
+  when the server stops, 503.
 - `POST /_wa/login {"wid", "secret"}`: the login check a page with a stored login makes.
 - `POST /_wa/logout {"wid", "secret"}`: the page's own "Log out".
 - `POST /_wa/qr/reload {"page"}`: the "Click to reload QR code" button.
@@ -41,10 +44,14 @@ def _no_store(response):
 
 
 @bp.get("/")
+@bp.get("/send")
 def index():
     if "HeadlessChrome" in request.headers.get("User-Agent", ""):
         return _no_store(current_app.make_response(render_template("unsupported.html")))
-    return _no_store(current_app.make_response(render_template("index.html")))
+    options = _state().options
+    # What the script must know before it draws anything; a global, not a DOM marker.
+    config = {"webVersion": options.web_version, "pushname": options.pushname}
+    return _no_store(current_app.make_response(render_template("index.html", config=config)))
 
 
 def _page_id(value) -> str:
@@ -53,21 +60,12 @@ def _page_id(value) -> str:
     return value
 
 
-def _int_arg(name: str, default=None):
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or len(raw) > 12:
-        raise SimError(400, "bad_field", f"'{name}' must be a whole number.")
-    return int(raw)
-
-
 @bp.get("/_wa/poll")
 def poll():
     page_id = _page_id(request.args.get("page"))
-    since, device = _int_arg("since", 0), _int_arg("device")
+    since, device, mseq = jsonapi.query_int("since", 0), jsonapi.query_int("device"), jsonapi.query_int("mseq")
     state = _state()
-    snap = state.poll(page_id, device, since, POLL_S)
+    snap = state.poll(page_id, device, since, POLL_S, mseq)
     if snap is None:
         sock = request.environ.get("werkzeug.socket")
         if state.outage_active() and sock is not None:
