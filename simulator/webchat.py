@@ -15,7 +15,8 @@ page keeps what it typed and sends it later (`static/outbox.js`).
 - `POST /_wa/read {"device", "chat"}`: the page shows that chat: `{"read": n}`.
 
 A message is `{"id", "chat", "out", "text" (null for a photo), "kind", "ack", "read",
-"t" (ms), "n" (server order), "seq" (its last change)}`; `chats.Conversations` documents the rules.
+"t" (ms), "n" (server order), "seq" (its last change)}`; `chats.Conversations` has the
+rules.
 """
 
 from flask import Blueprint, current_app, jsonify, request

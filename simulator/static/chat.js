@@ -9,10 +9,11 @@
  * - Opening a chat (a click on its row, or /send) marks its incoming messages read; so
  *   does a message arriving in the chat that is open.
  * - Rows are drawn keyed by message id and reused, so an element found once stays the same
- *   element while its ticks change. */
+ *   element while its ticks change (chat-list rows likewise: chatlist.js). */
 import { el, icon } from './dom.js';
 import * as mk from './markup.js';
 import * as outbox from './outbox.js';
+import { chatList } from './chatlist.js';
 import { composer } from './compose.js';
 
 const NUMBER = /^[1-9]\d{5,14}$/;
@@ -23,7 +24,7 @@ const c = {
   chats: new Map(), // id -> summary {id, title, unread, last}
   msgs: new Map(), // id -> message as the server has it
   loaded: new Set(), // chats whose whole history is in msgs
-  list: null, pane: null, listRows: new Map(),
+  drawList: null, pane: null,
   open: null, // {id, main, messages, rows, comp, title, unread}
   intent: readIntent(),
   flushing: false, again: false, reads: new Set(),
@@ -86,39 +87,17 @@ function lastOf(id) {
 
 // ---- the chat list ----------------------------------------------------------------------
 
-function listContent(id, s, m, unread) {
-  const preview = el('span', { class: 'preview', dir: 'ltr' });
-  if (m.out) preview.append(mk.listAckIcon(m.ack), ' ');
-  if (m.kind === 'image') preview.append(icon('status-image'), ' Photo');
-  else preview.append(m.text.replace(/\s+/g, ' ').slice(0, 120));
-  return el('div', { class: 'chatrow' }, el('div', { class: 'avatar' }),
-    el('div', { class: 'cell' },
-      el('div', { class: 'line' }, el('span', { title: s.title, dir: 'auto', class: 'name' }, s.title),
-        el('small', {}, mk.listWhen(m.t))),
-      el('div', { class: 'line' }, preview, ...(unread ? [mk.badge(unread)] : []))));
-}
-
 function renderList() {
-  if (!c.list) return;
+  if (!c.drawList) return;
+  const openId = c.open && c.open.id;
   const ids = new Set([...c.chats.keys(), ...outbox.all().map((rec) => rec.to)]);
   const entries = [...ids].map((id) => ({ id, last: lastOf(id) })).filter((e) => e.last)
-    .sort((a, b) => order(b.last, a.last));
-  entries.forEach(({ id, last }, i) => {
-    const s = summaryOf(id);
-    const unread = c.open && c.open.id === id ? 0 : s.unread;
-    let row = c.listRows.get(id);
-    if (!row) {
-      row = el('div', { role: mk.LIST_ROLE, tabindex: '-1', class: 'chat', onclick: () => openChat(id) });
-      c.listRows.set(id, row);
-    }
-    const sig = JSON.stringify([s.title, last.id, last.ack, last.t, unread]);
-    if (row.sig !== sig) { row.replaceChildren(listContent(id, s, last, unread)); row.sig = sig; }
-    row.setAttribute('aria-selected', String(Boolean(c.open && c.open.id === id)));
-    if (!mk.V2026) row.setAttribute('aria-rowindex', String(i + 1));
-    if (c.list.children[i] !== row) c.list.insertBefore(row, c.list.children[i] || null);
-  });
-  while (c.list.children.length > entries.length) c.list.lastElementChild.remove();
-  if (!mk.V2026) c.list.setAttribute('aria-rowcount', String(entries.length));
+    .sort((a, b) => order(b.last, a.last))
+    .map(({ id, last }) => {
+      const s = summaryOf(id);
+      return { id, last, title: s.title, unread: id === openId ? 0 : s.unread };
+    });
+  c.drawList(entries, openId);
 }
 
 // ---- the open chat ----------------------------------------------------------------------
@@ -290,9 +269,8 @@ export function start(device, dialogs) {
 
 /* The chat screen was (re)built: draw into its list and right pane. */
 export function mount(list, pane) {
-  c.list = list;
+  c.drawList = chatList(list, openChat);
   c.pane = pane;
-  c.listRows = new Map();
   const open = c.open && c.open.id;
   c.open = null;
   renderList();
