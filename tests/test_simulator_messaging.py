@@ -7,7 +7,6 @@ gets a fresh simulator on a new port, so a new origin with empty storage); the r
 starts browsers of its own on one profile. No sleeps: every wait is a bounded loop.
 """
 
-import json
 import os
 import re
 import signal
@@ -29,6 +28,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 from simulator import chats
+from simulator.__main__ import parse
 from simulator.options import Options, SimError
 from simulator.testing import PhoneError, start
 
@@ -311,7 +311,7 @@ def test_text_round_trips_exactly_once_with_enter(page, make_sim, version):
         "देवनागरी: नमस्ते दुनिया",
         "three\nlines\n\nwith a blank one",
         "spaces  kept   as typed, <b>not markup</b> & 'quotes'",
-        "x" * 9_990 + " the end",
+        "x" * 9_992 + " the end",  # 10,000 characters
     ]
     for n, text in enumerate(texts, 1):
         insert_text(page, text)
@@ -658,10 +658,10 @@ def test_phone_messaging_calls(make_sim):
 
 
 def test_cli_takes_the_web_version():
-    ok = subprocess.run([sys.executable, "-m", "simulator", "--web-version", "2024"], cwd=REPO,
-                        capture_output=True, text=True, timeout=20)
-    assert ok.returncode == 2 and "--web-version" in ok.stderr
-    assert Options(web_version=2025).web_version == 2025
+    bad = subprocess.run([sys.executable, "-m", "simulator", "--web-version", "2024"], cwd=REPO,
+                         capture_output=True, text=True, timeout=20)
+    assert bad.returncode == 2 and "--web-version" in bad.stderr
+    assert parse(["--web-version", "2025"])[1].web_version == 2025
+    assert parse([])[1].web_version == Options().web_version == 2026
     with pytest.raises(ValueError):
         Options(web_version=2024)
-    assert json.dumps(Options().web_version) == "2026"
