@@ -9,7 +9,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # started from a
 
 import gunicorn.util  # noqa: E402
 
-from whatsapp import errors  # noqa: E402
+from whatsapp.api import errors  # noqa: E402
 from whatsapp.config import Config, ConfigError  # noqa: E402
 
 # gunicorn answers requests it cannot parse itself, with HTML: make those JSON as well.
@@ -54,7 +54,9 @@ def post_worker_init(worker):
     """
     import signal
 
-    from whatsapp import begin_shutdown, start_services
+    from whatsapp import begin_shutdown
+
+    from whatsapp import start_services
 
     start_services(worker.wsgi)
     gunicorn_handler = worker.handle_exit

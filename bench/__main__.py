@@ -25,7 +25,7 @@ MEASUREMENTS = ("restart", "initialize", "latency", "shutdown", "backup", "memor
 
 
 def _versions() -> dict:
-    from whatsapp.browser import find_chrome, find_chromedriver
+    from whatsapp.web.browser import find_chrome, find_chromedriver
 
     config = product_config()
     found = {"python": platform.python_version()}

@@ -31,7 +31,7 @@ def _plain_copy(profile: Path, files: list[str], dst: Path) -> float:
 
 
 def backup_and_restore(ctx: Context, linked: Path, logged: list[tuple[int, float]]) -> dict:
-    from whatsapp.backup import BackupStore, login_files
+    from whatsapp.persistence.backups import BackupStore, login_files
 
     profile = copy_profile(profile_of(linked), ctx.path("backup-source"))
     files = login_files(profile)

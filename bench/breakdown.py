@@ -39,10 +39,10 @@ def import_costs(ctx: Context) -> dict:
 
 def launch_steps(ctx: Context, linked: Path) -> dict:
     """The steps of `Session._launch` + `_watch` with the product's functions, timed."""
-    from whatsapp import page
-    from whatsapp.browser import (Browser, chrome_major_version, clear_stale_singleton, find_chrome,
-                                  sweep_orphans)
-    from whatsapp.page import Screen
+    from whatsapp.web import page
+    from whatsapp.web.browser import Browser, chrome_major_version, find_chrome
+    from whatsapp.web.processes import clear_stale_singleton, sweep_orphans
+    from whatsapp.web.page import Screen
 
     config = product_config({"WHATSAPP_WEB_URL": ctx.sim.url})
     profile = copy_profile(profile_of(linked), ctx.path("profile-steps"))

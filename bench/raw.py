@@ -12,7 +12,7 @@ class RawBrowser:
     """Selenium as a script would use it, with the product's Chromium flags; steps timed."""
 
     def __init__(self, ctx: Context, config, profile_dir: Path):
-        from whatsapp.browser import chrome_options, find_chrome, find_chromedriver
+        from whatsapp.web.browser import chrome_options, find_chrome, find_chromedriver
 
         self.ctx = ctx
         self.driver_path = find_chromedriver(config)

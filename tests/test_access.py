@@ -17,7 +17,8 @@ import pytest
 from flask import Flask
 
 from harness import ServerProcess, start_server
-from whatsapp import access, errors
+from whatsapp.api import access
+from whatsapp.api import errors
 from whatsapp.config import Config
 
 KEY = "s3cret-Key_42"
@@ -241,7 +242,7 @@ def test_minimal_security_headers(keyed):
 
 
 def test_warning_once_without_key(caplog):
-    with caplog.at_level("WARNING", logger="whatsapp.access"):
+    with caplog.at_level("WARNING", logger="whatsapp.api.access"):
         make_app(None)
         make_app(KEY)
     warnings = [r for r in caplog.records if "WHATSAPP_API_KEY" in r.getMessage()]

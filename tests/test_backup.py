@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from whatsapp import backup as backup_module
-from whatsapp.archive import pack, unpack
-from whatsapp.backup import BackupCorrupt, BackupError, BackupStore, login_files, verify
+from whatsapp.persistence import backups as backup_module
+from whatsapp.persistence.archive import pack, unpack
+from whatsapp.persistence.backups import BackupCorrupt, BackupError, BackupStore, login_files, verify
 
 LINK = "15550001111:3@c.us"
 IDB = "Default/IndexedDB/https_web.whatsapp.com_0.indexeddb.leveldb"

@@ -47,6 +47,8 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
     "WHATSAPP_BACKUP_DELAY_S": (["0", "60"], ["-1", "soon"]),
     "WHATSAPP_BACKUP_INTERVAL_S": (["86400"], ["0", "-5"]),
     "WHATSAPP_BACKUP_KEEP": (["1", "3"], ["0", "2.5"]),
+    "WHATSAPP_DATABASE_URL": (["postgres://u:p@db:5432/x", "postgresql:///x"],
+                              ["mysql://u:pw@h/x", "db:5432", "postgres://u:p w@h/x", ""]),
     "WHATSAPP_BACKUP_DATABASE_URL": (["postgres://u:p@db:5432/x", "postgresql:///x"],
                                      ["mysql://u:pw@h/x", "db:5432", "postgres://u:p w@h/x"]),
     "WHATSAPP_DATABASE_TIMEOUT_S": (["5"], ["0", "-1"]),
@@ -56,10 +58,16 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
     "WHATSAPP_WEBHOOK_TIMEOUT_S": (["5"], ["0"]),
     "WHATSAPP_WEBHOOK_RETRIES": (["0", "5"], ["-1", "1.0"]),
     "WHATSAPP_EVENTS_MAX_LISTENERS": (["1", "6"], ["0", "many", "7"]),
+    "WHATSAPP_FAILED_RETRY_S": (["0", "300"], ["-1", "often"]),
+    "WHATSAPP_LOCAL_ONLY": (["1", "no"], ["maybe", ""]),
+    "WHATSAPP_SEND_INTERVAL_S": (["0", "2.5"], ["-1", "fast"]),
+    "WHATSAPP_MESSAGE_TTL_S": (["60", "86400"], ["0", "-5"]),
+    "WHATSAPP_OUTBOX_MAX": (["1", "10000"], ["0", "1.5", "lots"]),
+    "WHATSAPP_RECEIVE": (["0", "on"], ["2"]),
 }
 # Values that hold a secret (or a URL that may): never echoed in the error line.
 SECRET_VARIABLES = {"WHATSAPP_API_KEY", "WHATSAPP_WEBHOOK_SECRET", "WHATSAPP_BACKUP_DATABASE_URL",
-                    "WHATSAPP_WEBHOOK_URL"}
+                    "WHATSAPP_DATABASE_URL", "WHATSAPP_WEBHOOK_URL"}
 
 
 def test_every_variable_is_covered():
@@ -95,10 +103,28 @@ def test_bad_value_is_one_line_naming_the_variable(variable, value):
         assert value.strip() not in message, "a secret was echoed"
 
 
-def test_empty_values_mean_default_except_secrets():
-    assert Config.from_env({"PORT": "", "WHATSAPP_AUTO_INIT": "  "}).port == 3001
-    with pytest.raises(ConfigError, match="^WHATSAPP_API_KEY: "):
-        Config.from_env({"WHATSAPP_API_KEY": ""})
+def test_set_but_empty_is_an_error_saying_to_unset_it():
+    for variable in ("PORT", "WHATSAPP_AUTO_INIT", "WHATSAPP_API_KEY"):
+        with pytest.raises(ConfigError, match=f"^{variable}: set but empty; unset it"):
+            Config.from_env({variable: "  "})
+
+
+def test_database_url_preference_and_heroku_fallback():
+    url, other = "postgres://u:pw@db:5432/x", "postgres://u:pw@old:5432/y"
+    assert Config.from_env({"DATABASE_URL": url}).database_url_source == "DATABASE_URL"
+    config = Config.from_env({"DATABASE_URL": other, "WHATSAPP_BACKUP_DATABASE_URL": url})
+    assert (config.database_url, config.database_url_source) == (url, "WHATSAPP_BACKUP_DATABASE_URL")
+    config = Config.from_env({"WHATSAPP_DATABASE_URL": url, "WHATSAPP_BACKUP_DATABASE_URL": other})
+    assert (config.database_url, config.database_url_source) == (url, "WHATSAPP_DATABASE_URL")
+    # DATABASE_URL of another kind (another add-on) is not ours to judge: ignored.
+    assert Config.from_env({"DATABASE_URL": "mysql://u:pw@h/x"}).database_url is None
+
+
+def test_api_key_may_be_given_as_its_sha256():
+    digest = "sha256:" + "ab" * 32
+    assert Config.from_env({"WHATSAPP_API_KEY": digest}).api_key == digest
+    with pytest.raises(ConfigError, match="^WHATSAPP_API_KEY: a sha256: key"):
+        Config.from_env({"WHATSAPP_API_KEY": "sha256:1234"})
 
 
 def test_cross_field_rules_blame_what_was_set():

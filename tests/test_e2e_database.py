@@ -18,7 +18,7 @@ try:
     import pg
 except ImportError:  # tests/ imported as a package
     from tests import pg
-from whatsapp.remote import TABLE
+from whatsapp.persistence.remote import TABLE
 
 CLIENT_ID = "energenie-whatsapp"
 OTHER_CLIENT = "another-product"

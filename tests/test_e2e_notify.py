@@ -30,8 +30,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import decode_qr_png, link_phone
 from harness import ServerProcess, wait_for
-from whatsapp.browser import BASE_ARGS
-from whatsapp.webhooks import verify
+from whatsapp.web.browser import BASE_ARGS
+from whatsapp.notify.webhooks import verify
 
 SECRET = "e2e-hook-secret"
 HANG = "hang"          # the receiver holds every request until teardown

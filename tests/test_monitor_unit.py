@@ -12,39 +12,33 @@ from selenium.common.exceptions import (
     WebDriverException,
 )
 
-from whatsapp.monitor import (
-    Backoff,
-    BrowserGone,
-    LoggedOut,
-    NetworkDown,
-    PageUnresponsive,
-    classify,
-)
+from whatsapp.backoff import Backoff
+from whatsapp.failures import BrowserGone, NetworkDown, PageUnresponsive, UnsupportedBrowser, classify
 from whatsapp.states import Reason
 
 
 def test_backoff_is_linear_capped_and_bounded():
-    backoff = Backoff(step=5, cap=30, max_attempts=8)
+    backoff = Backoff.linear(step=5, cap=30, max_attempts=8)
     delays = [backoff.next_delay() for _ in range(9)]
     assert delays == [5, 10, 15, 20, 25, 30, 30, 30, None]
     assert backoff.exhausted
 
 
 def test_backoff_reset_starts_a_fresh_round():
-    backoff = Backoff(step=5, cap=30, max_attempts=5)
+    backoff = Backoff.linear(step=5, cap=30, max_attempts=5)
     assert [backoff.next_delay() for _ in range(3)] == [5, 10, 15]
     backoff.reset()
     assert backoff.next_delay() == 5
 
 
 def test_backoff_with_zero_step_never_waits():
-    backoff = Backoff(step=0, cap=0, max_attempts=3)
+    backoff = Backoff.linear(step=0, cap=0, max_attempts=3)
     assert [backoff.next_delay() for _ in range(4)] == [0, 0, 0, None]
 
 
 @given(step=st.floats(0, 100), extra=st.floats(0, 100), attempts=st.integers(1, 50))
 def test_backoff_properties(step, extra, attempts):
-    backoff = Backoff(step=step, cap=step + extra, max_attempts=attempts)
+    backoff = Backoff.linear(step=step, cap=step + extra, max_attempts=attempts)
     delays = []
     while (delay := backoff.next_delay()) is not None:
         delays.append(delay)
@@ -81,7 +75,13 @@ def test_classification_by_kind(exc, kind, reason):
     assert failure.retry
 
 
-def test_a_logout_is_never_retried_and_bugs_are_not_swallowed():
-    assert classify(LoggedOut()).retry is False
+def test_exponential_backoff_doubles_up_to_the_cap_without_a_limit():
+    backoff = Backoff.exponential(base=0.5, cap=30)
+    assert [backoff.next_delay() for _ in range(9)] == [0.5, 1, 2, 4, 8, 16, 30, 30, 30]
+    assert not backoff.exhausted
+
+
+def test_a_fatal_kind_is_never_retried_and_bugs_are_not_swallowed():
+    assert classify(UnsupportedBrowser()).retry is False
     with pytest.raises(KeyError):
         classify(KeyError("a bug of ours"))

@@ -24,12 +24,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from werkzeug.serving import make_server
 
 from harness import wait_for
-from whatsapp import errors, stream
+from whatsapp.api import errors
+from whatsapp.notify import stream
 from whatsapp.bus import Bus, Event
 from whatsapp.config import Config
 from whatsapp.notify import Notifier
 from whatsapp.states import Snapshot, Status
-from whatsapp.webhooks import verify
+from whatsapp.notify.webhooks import verify
 
 SECRET = "s3cret-hook"
 HANG = "hang"  # the receiver holds the request until released, then answers 200
@@ -284,7 +285,7 @@ def test_a_full_queue_drops_the_oldest_with_a_count(notifiers, receiver, caplog)
     notifier.start()
     published = [fake.bus.publish("qr", qr="QR-0")]
     r.wait_count(1)  # event 1 is in flight, held by the receiver
-    with caplog.at_level(logging.WARNING, logger="whatsapp.webhooks"):
+    with caplog.at_level(logging.WARNING, logger="whatsapp.notify.webhooks"):
         published += [fake.bus.publish("qr", qr=f"QR-{n}") for n in range(1, 10)]
     assert hooks(notifier)["dropped"] == 6 and hooks(notifier)["queued"] == 4
     assert any("dropped the oldest" in m for m in caplog.messages)
@@ -307,7 +308,7 @@ def test_stop_wakes_a_backoff_wait_and_flushes_what_is_queued(notifiers, receive
                 in_backoff.set()
 
     spy = Spy(logging.DEBUG)
-    webhook_log = logging.getLogger("whatsapp.webhooks")
+    webhook_log = logging.getLogger("whatsapp.notify.webhooks")
     webhook_log.addHandler(spy)
     old_level, webhook_log.level = webhook_log.level, logging.DEBUG
     try:
@@ -542,7 +543,7 @@ def test_each_notifier_has_its_own_registry_and_status_shape(notifiers):
 
 
 def test_access_rules_apply_to_both_routes(notifiers):
-    from whatsapp import access
+    from whatsapp.api import access
 
     config = Config(api_key="k-123")
     app = Flask(__name__)

@@ -10,8 +10,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from whatsapp import record as record_module
-from whatsapp.record import RecordFile, SessionRecord, phone_of
+from whatsapp.persistence import record as record_module
+from whatsapp.persistence.record import RecordFile, SessionRecord, phone_of
 
 WID = "15550001111:3@c.us"
 

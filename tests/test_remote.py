@@ -15,7 +15,7 @@ try:
     import pg
 except ImportError:  # tests/ imported as a package
     from tests import pg
-from whatsapp.remote import TABLE, RemoteBackups, RemoteStore, RemoteUnavailable, lock_key, mask_url
+from whatsapp.persistence.remote import TABLE, RemoteBackups, RemoteStore, RemoteUnavailable, lock_key, mask_url
 
 TIMEOUT_S = 2.0
 
@@ -137,7 +137,7 @@ def test_newest_blobs_order_and_sha_check(db, make_store, caplog):
     assert found[0][1] >= found[1][1] >= found[2][1]
 
     db.execute(f"UPDATE {TABLE} SET data = 'tampered'::bytea WHERE id = %s", (ids[1],))
-    with caplog.at_level(logging.WARNING, logger="whatsapp.remote"):
+    with caplog.at_level(logging.WARNING, logger="whatsapp.persistence.remote"):
         assert [m["seq"] for _, _, m, _ in store.newest_blobs()] == [2, 0]
     assert f"backup {ids[1]} of client id" in caplog.text
     assert [b for *_, b in other.newest_blobs()] == [b"not-mine"]

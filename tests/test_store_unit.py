@@ -6,9 +6,9 @@ import socket
 import subprocess
 import sys
 
-from whatsapp.browser import clear_stale_singleton
-from whatsapp.page import account_from_storage
-from whatsapp.store import ProfileLock, delete_profile, has_login
+from whatsapp.web.processes import clear_stale_singleton
+from whatsapp.web.page import account_from_storage
+from whatsapp.persistence.profile import ProfileLock, delete_profile, has_login
 
 
 def test_profile_lock_is_exclusive_and_released(tmp_path):

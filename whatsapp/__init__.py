@@ -13,7 +13,10 @@ log = logging.getLogger(__name__)
 
 def create_app(test_config: Config | None = None) -> Flask:
     """Build the app. The session's threads start only in `start_services()`."""
-    from . import access, api, errors, notify
+    from .api import access
+    from .api import routes as api
+    from .api import errors
+    from .notify import Notifier
     from .bus import Bus
     from .session import Session
 
@@ -24,7 +27,7 @@ def create_app(test_config: Config | None = None) -> Flask:
 
     bus = Bus(config.client_id)
     session = Session(config, bus)
-    notifier = notify.Notifier(config, bus, session.snapshot)
+    notifier = Notifier(config, bus, session.snapshot)
     app.extensions["whatsapp"] = {"session": session, "bus": bus, "notifier": notifier}
 
     errors.register_error_handlers(app)

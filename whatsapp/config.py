@@ -44,7 +44,11 @@ class Config:
     reconnect_step_s: float = 5.0
     reconnect_max_delay_s: float = 30.0
     reconnect_max_attempts: int = 5
+    # In `failed` after a temporary failure: look this often whether WhatsApp answers again.
+    failed_retry_s: float = 300.0
     api_key: str | None = None
+    # Development: serve loopback clients without a key (contract section 3, Access).
+    local_only: bool = False
     # Bounds on the browser: every WebDriver command, a page load or script, and the time
     # from launch to a recognised WhatsApp screen (then from linking to the chat list).
     driver_timeout_s: float = 30.0
@@ -55,8 +59,15 @@ class Config:
     backup_delay_s: float = 60.0
     backup_interval_s: float = 86400.0
     backup_keep: int = 3
-    backup_database_url: str | None = None
+    # PostgreSQL for backups and messages; `database_url_source` names the variable it came from.
+    database_url: str | None = None
+    database_url_source: str | None = None
     database_timeout_s: float = 5.0
+    # Messaging.
+    send_interval_s: float = 2.0
+    message_ttl_s: float = 86400.0
+    outbox_max: int = 10000
+    receive: bool = True
     # Notifications.
     webhook_urls: tuple[str, ...] = ()
     webhook_secret: str | None = None
@@ -81,13 +92,24 @@ class Config:
     def backup_dir(self) -> Path:
         return self.session_dir / "backups" / self.client_id
 
+    @property
+    def messages_path(self) -> Path:
+        return self.session_dir / f"messages-{self.client_id}.sqlite3"
+
+    @property
+    def api_key_path(self) -> Path:
+        return self.session_dir / "api-key"
+
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "Config":
         values = {}
         for field, (variable, parse) in _VARIABLES.items():
             raw = env.get(variable)
-            if raw is None or (raw.strip() == "" and field not in _EMPTY_MEANS_VALUE):
+            if raw is None:
                 continue
+            if raw.strip() == "":
+                # An empty secret must not silently mean "no key"; an empty number is a typo.
+                raise ConfigError(variable, "set but empty; unset it to use the default")
             try:
                 values[field] = parse(raw.strip())
             except ValueError as exc:
@@ -95,6 +117,7 @@ class Config:
                 # this line goes to the log.
                 shown = "" if field in _SECRET_FIELDS else f" (got {_shorten(raw)})"
                 raise ConfigError(variable, f"{exc}{shown}") from None
+        values.update(_database_url(env))
         config = cls(**values)
         config.check(explicit=frozenset(values))
         return config
@@ -117,7 +140,7 @@ class Config:
 
     @classmethod
     def variables(cls) -> list[str]:
-        return [variable for variable, _ in _VARIABLES.values()]
+        return [variable for variable, _ in _VARIABLES.values()] + list(DATABASE_VARIABLES[:2])
 
 
 def _boolean(raw: str) -> bool:
@@ -209,6 +232,36 @@ def _postgres_url(raw: str) -> str:
     return raw
 
 
+def _database_url(env: Mapping[str, str]) -> dict:
+    """`database_url` and the variable it came from; raises ConfigError naming it.
+
+    `DATABASE_URL` is only taken when it is a PostgreSQL URL (another add-on may own it)."""
+    for variable in DATABASE_VARIABLES:
+        raw = env.get(variable)
+        if raw is None:
+            continue
+        if raw.strip() == "":
+            if variable == "DATABASE_URL":
+                continue
+            raise ConfigError(variable, "set but empty (unset it instead)")
+        try:
+            url = _postgres_url(raw.strip())
+        except ValueError as exc:
+            if variable == "DATABASE_URL":
+                continue  # not ours to judge: some other database
+            raise ConfigError(variable, str(exc)) from None  # never echoed: it may hold a password
+        return {"database_url": url, "database_url_source": variable}
+    return {}
+
+
+def _api_key(raw: str) -> str:
+    """A key, or `sha256:<64 hex digits>` of one (then the environment holds no usable secret)."""
+    key = _secret(raw)
+    if key.lower().startswith("sha256:") and not re.fullmatch(r"[0-9a-fA-F]{64}", key[7:]):
+        raise ValueError("a sha256: key must be followed by 64 hexadecimal digits")
+    return key
+
+
 def _executable(raw: str) -> str:
     found = shutil.which(raw)
     if not found:
@@ -269,7 +322,9 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "reconnect_step_s": ("WHATSAPP_RECONNECT_STEP_S", _number(0)),
     "reconnect_max_delay_s": ("WHATSAPP_RECONNECT_MAX_DELAY_S", _number(0)),
     "reconnect_max_attempts": ("WHATSAPP_RECONNECT_MAX_ATTEMPTS", _number(1, integer=True)),
-    "api_key": ("WHATSAPP_API_KEY", _secret),
+    "failed_retry_s": ("WHATSAPP_FAILED_RETRY_S", _number(0)),
+    "api_key": ("WHATSAPP_API_KEY", _api_key),
+    "local_only": ("WHATSAPP_LOCAL_ONLY", _boolean),
     "driver_timeout_s": ("WHATSAPP_DRIVER_TIMEOUT_S", _number(1)),
     "page_timeout_s": ("WHATSAPP_PAGE_TIMEOUT_S", _number(1)),
     "startup_timeout_s": ("WHATSAPP_STARTUP_TIMEOUT_S", _number(1)),
@@ -277,14 +332,18 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "backup_delay_s": ("WHATSAPP_BACKUP_DELAY_S", _number(0)),
     "backup_interval_s": ("WHATSAPP_BACKUP_INTERVAL_S", _number(0, positive=True)),
     "backup_keep": ("WHATSAPP_BACKUP_KEEP", _number(1, integer=True)),
-    "backup_database_url": ("WHATSAPP_BACKUP_DATABASE_URL", _postgres_url),
     "database_timeout_s": ("WHATSAPP_DATABASE_TIMEOUT_S", _number(0, positive=True)),
     "webhook_urls": ("WHATSAPP_WEBHOOK_URL", _http_urls),
     "webhook_secret": ("WHATSAPP_WEBHOOK_SECRET", _secret),
     "webhook_timeout_s": ("WHATSAPP_WEBHOOK_TIMEOUT_S", _number(0, positive=True)),
     "webhook_retries": ("WHATSAPP_WEBHOOK_RETRIES", _number(0, integer=True)),
     "events_max_listeners": ("WHATSAPP_EVENTS_MAX_LISTENERS", _listeners),
+    "send_interval_s": ("WHATSAPP_SEND_INTERVAL_S", _number(0)),
+    "message_ttl_s": ("WHATSAPP_MESSAGE_TTL_S", _number(0, positive=True)),
+    "outbox_max": ("WHATSAPP_OUTBOX_MAX", _number(1, integer=True)),
+    "receive": ("WHATSAPP_RECEIVE", _boolean),
 }
-# An empty secret set by mistake must not silently mean "no key": refuse it.
-_EMPTY_MEANS_VALUE = {"api_key", "webhook_secret"}
-_SECRET_FIELDS = {"api_key", "webhook_secret", "backup_database_url", "webhook_urls"}
+# The database URL, in order of preference. Heroku's add-on sets DATABASE_URL and rotates its
+# credentials there only: reading it directly never goes stale (a copy would).
+DATABASE_VARIABLES = ("WHATSAPP_DATABASE_URL", "WHATSAPP_BACKUP_DATABASE_URL", "DATABASE_URL")
+_SECRET_FIELDS = {"api_key", "webhook_secret", "webhook_urls"}

@@ -27,6 +27,8 @@ class Reason(str, enum.Enum):
     AUTH_FAILED = "auth_failed"
     PROFILE_LOCKED = "profile_locked"
     LAUNCH_FAILED = "launch_failed"
+    UNSUPPORTED_BROWSER = "unsupported_browser"
+    UNRECOGNIZED_PAGE = "unrecognized_page"
 
 
 def utcnow() -> datetime:

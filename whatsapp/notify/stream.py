@@ -32,9 +32,9 @@ from typing import Callable
 
 from flask import Response
 
-from .bus import Event
-from .errors import ApiError
-from .states import Snapshot, iso, utcnow
+from ..bus import Event
+from ..api.errors import ApiError
+from ..states import Snapshot, iso, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from .states import iso, utcnow
+from ..states import iso, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -23,10 +23,10 @@ from typing import Callable
 from flask import Flask, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from .bus import Bus, Event
-from .config import Config
+from ..bus import Bus, Event
+from ..config import Config
 from .metrics import Metrics
-from .states import Snapshot, iso
+from ..states import Snapshot, iso
 from .stream import Streams
 from .webhooks import Sender
 

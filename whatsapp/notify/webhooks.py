@@ -42,7 +42,7 @@ import urllib.request
 from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
-from .bus import Event
+from ..bus import Event
 
 log = logging.getLogger(__name__)
 

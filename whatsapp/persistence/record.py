@@ -25,7 +25,7 @@ import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .states import iso, utcnow
+from ..states import iso, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ import qrcode
 from flask import Blueprint, current_app, jsonify, make_response, render_template, request
 
 from .errors import ApiError
-from .session import CommandError, ShuttingDown
-from .states import Status
+from ..session import CommandError, ShuttingDown
+from ..states import Status
 
 blueprint = Blueprint("whatsapp", __name__, url_prefix="/api/whatsapp")
 

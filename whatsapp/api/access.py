@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 from flask import Flask, Response, request
 
-from .config import Config
+from ..config import Config
 from .errors import ApiError, error_body, is_api_path
 
 log = logging.getLogger(__name__)

@@ -26,8 +26,9 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.chromium.remote_connection import ChromiumRemoteConnection
 from selenium.webdriver.remote.client_config import ClientConfig
 
-from .config import Config
-from .monitor import LaunchFailed
+from ..config import Config
+from ..failures import LaunchFailed
+from .processes import group_members, is_browser_main, kill_group, signal_pid, wait_gone
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +160,7 @@ class Browser:
             driver = webdriver.Remote(command_executor=executor,
                                       options=chrome_options(config, chrome_bin, profile_dir))
         except Exception as exc:
-            _kill_group(service.process.pid)
+            kill_group(service.process.pid)
             detail = getattr(exc, "msg", None) or str(exc)
             raise LaunchFailed(f"Chromium did not start: {detail.splitlines()[0] if detail else exc!r}"
                                f" (chromedriver log: {log_path})") from exc
@@ -172,18 +173,18 @@ class Browser:
 
     def browser_pid(self) -> int | None:
         """The main Chromium process (the one without `--type=`) on our profile."""
-        for proc in _group_members(self.pgid):
+        for proc in group_members(self.pgid):
             try:
                 cmdline = proc.cmdline()
             except psutil.Error:
                 continue
-            if _is_browser_main(cmdline, self.profile_dir):
+            if is_browser_main(cmdline, self.profile_dir):
                 return proc.pid
         return None
 
     def kill(self) -> None:
         """SIGKILL the whole tree. Safe from any thread; unblocks a stuck driver call."""
-        _kill_group(self.pgid)
+        kill_group(self.pgid)
 
     def close(self, deadline: float = 5.0) -> None:
         """Close properly so storage is flushed, bounded by `deadline`; then kill what is left.
@@ -196,13 +197,13 @@ class Browser:
         quitter = threading.Thread(target=self._quit_quietly, name="browser-quit", daemon=True)
         quitter.start()
         quitter.join(max(0.0, deadline * 0.6))
-        if _group_members(self.pgid):
+        if group_members(self.pgid):
             pid = self.browser_pid()
             if pid:
-                _signal(pid, signal.SIGTERM)
-            _wait_gone(lambda: [p for p in _group_members(self.pgid) if p.pid != self.pgid],
+                signal_pid(pid, signal.SIGTERM)
+            wait_gone(lambda: [p for p in group_members(self.pgid) if p.pid != self.pgid],
                        max(0.0, end - time.monotonic()))
-        _kill_group(self.pgid)
+        kill_group(self.pgid)
         try:
             self.service.process.wait(2)
         except subprocess.TimeoutExpired:
@@ -222,152 +223,3 @@ def _close_log(service: Service) -> None:
             service.log_output.close()
     except OSError:
         pass
-
-
-def _signal(pid: int, signum: int) -> None:
-    try:
-        os.kill(pid, signum)
-    except ProcessLookupError:
-        pass
-
-
-def _kill_group(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _group_members(pgid: int) -> list[psutil.Process]:
-    members = []
-    for proc in psutil.process_iter():
-        try:
-            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
-                members.append(proc)
-        except (ProcessLookupError, psutil.Error, OSError):
-            continue
-    return members
-
-
-def _wait_gone(members, timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while members():
-        if time.monotonic() >= end:
-            return False
-        time.sleep(0.05)  # polling a process table, bounded by `timeout`
-    return True
-
-
-def _profile_arg(profile_dir: Path) -> str:
-    return f"--user-data-dir={Path(profile_dir).resolve()}"
-
-
-def _is_browser_main(cmdline: list[str], profile_dir: Path) -> bool:
-    return _profile_arg(profile_dir) in cmdline and not any(a.startswith("--type=") for a in cmdline)
-
-
-def processes_on_profile(profile_dir: Path) -> list[psutil.Process]:
-    """Every Chromium process whose command line holds this profile's --user-data-dir."""
-    arg = _profile_arg(profile_dir)
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        if arg in (proc.info["cmdline"] or []):
-            found.append(proc)
-    return found
-
-
-def sweep_orphans(profile_dir: Path, gentle_s: float = 3.0) -> int:
-    """Remove a browser tree left on this profile by a killed predecessor.
-
-    Call only while holding the profile lock (so the tree cannot be a live owner's).
-    SIGTERM to the main browser first, so it writes its storage (runtime.md: a SIGKILL
-    soon after a write loses localStorage), then SIGKILL to what is left, including the
-    orphaned chromedriver that led its process group. Returns the number of processes found.
-    """
-    procs = processes_on_profile(profile_dir)
-    if not procs:
-        return 0
-    groups = set()
-    for proc in procs:
-        try:
-            groups.add(os.getpgid(proc.pid))
-            if _is_browser_main(proc.cmdline(), profile_dir):
-                proc.terminate()
-        except (psutil.Error, ProcessLookupError):
-            continue
-    log.warning("found %d Chromium processes left on %s by an earlier run; stopping them",
-                len(procs), profile_dir)
-    # Not psutil.wait_procs: the main browser exits at once but stays a zombie (its orphaned
-    # chromedriver never reaps it), and it would wait out the whole timeout for that.
-    _wait_gone(lambda: _running(procs), gentle_s)
-    for pgid in groups:
-        leader = _process(pgid)
-        if leader is not None and "chromedriver" in (leader.name() or ""):
-            _kill_group(pgid)
-    for proc in procs:
-        try:
-            proc.kill()
-        except psutil.Error:
-            pass
-    _wait_gone(lambda: _running(procs), 2.0)
-    return len(procs)
-
-
-def _running(procs: list[psutil.Process]) -> list[psutil.Process]:
-    """Those of `procs` that still run (a zombie has exited)."""
-    left = []
-    for proc in procs:
-        try:
-            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
-                left.append(proc)
-        except psutil.Error:
-            continue
-    return left
-
-
-def _process(pid: int) -> psutil.Process | None:
-    try:
-        return psutil.Process(pid)
-    except psutil.Error:
-        return None
-
-
-SINGLETON_FILES = ("SingletonLock", "SingletonSocket", "SingletonCookie")
-
-
-def clear_stale_singleton(profile_dir: Path, hostname: str) -> str | None:
-    """Remove Chromium's profile lock when it is stale; returns why, or None if untouched.
-
-    Stale (runtime.md): it names another host (a container restarted under a new name, a
-    restored profile), or a dead pid, or a live pid that is not a browser on this profile.
-    A live browser's lock is never touched. Call only while holding the profile lock.
-    """
-    lock = Path(profile_dir) / "SingletonLock"
-    try:
-        target = os.readlink(lock)
-    except FileNotFoundError:
-        return None
-    except OSError:
-        target = ""
-    host, _, pid_text = target.rpartition("-")
-    why = None
-    if host != hostname:
-        why = f"it names another host ({host or target!r})"
-    elif not pid_text.isdigit() or not psutil.pid_exists(int(pid_text)):
-        why = f"its process {pid_text} is gone"
-    else:
-        proc = _process(int(pid_text))
-        try:
-            if proc is None or _profile_arg(profile_dir) not in proc.cmdline():
-                why = f"process {pid_text} is not a browser on this profile"
-        except psutil.Error:
-            why = f"process {pid_text} is gone"
-    if why is None:
-        return None
-    for name in SINGLETON_FILES:
-        try:
-            (Path(profile_dir) / name).unlink()
-        except FileNotFoundError:
-            pass
-    log.warning("removed a stale Chromium profile lock (%s -> %s): %s", lock, target, why)
-    return why

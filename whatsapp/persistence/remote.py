@@ -37,7 +37,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import psycopg
 from psycopg.types.json import Jsonb
 
-from .config import CLIENT_ID_RE
+from ..config import CLIENT_ID_RE
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

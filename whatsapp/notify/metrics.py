@@ -35,8 +35,8 @@ from typing import Callable, Iterable
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from .bus import Event
-from .states import Snapshot, Status
+from ..bus import Event
+from ..states import Snapshot, Status
 
 _STATUSES = tuple(status.value for status in Status)
 _DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)

@@ -16,7 +16,7 @@ import tarfile
 import zlib
 from pathlib import Path
 
-from .backup import (_MAX_MANIFEST, MANIFEST, NAME_RE, BackupCorrupt, BackupInfo, Manifest, _copy_stream,
+from .backups import (_MAX_MANIFEST, MANIFEST, NAME_RE, BackupCorrupt, BackupInfo, Manifest, _copy_stream,
                      _fsync_dir, _info, _mkdir_private, _remove_tree, _write_new, verify)
 
 log = logging.getLogger(__name__)

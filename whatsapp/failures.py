@@ -1,12 +1,11 @@
-"""Failure kinds, their classification, and the reconnect policy.
+"""Failure kinds and their classification.
 
 Every failure is classified once, here, into a `Failure` subclass carrying the contract's
-`reason` and whether a relaunch on the same profile can help. The session's owner thread
-picks its branch from the type, never from message strings.
+`reason` and whether a relaunch on the same profile can help (`retry`). The session's state
+machine picks its branch from the type, never from message strings. An exception that is
+none of the browser's failures is a bug of ours: `classify` re-raises it.
 """
 from __future__ import annotations
-
-import dataclasses
 
 import urllib3.exceptions
 from selenium.common.exceptions import (
@@ -54,10 +53,10 @@ class ProfileLocked(Failure):
     reason = Reason.PROFILE_LOCKED
 
 
-class LoggedOut(Failure):
-    """The phone removed this device."""
-    reason = Reason.LOGGED_OUT
-    retry = False
+class UnsupportedBrowser(Failure):
+    """WhatsApp Web refused this browser (its user agent); set WHATSAPP_USER_AGENT."""
+    reason = Reason.UNSUPPORTED_BROWSER
+    retry = False  # a configuration error: the same browser is refused every time
 
 
 # WebDriverException messages that mean the browser side is gone (runtime.md's table:
@@ -97,30 +96,3 @@ def classify(exc: BaseException) -> Failure:
 def _first_line(exc: BaseException) -> str:
     text = getattr(exc, "msg", None) or str(exc) or exc.__class__.__name__
     return text.strip().splitlines()[0] if text.strip() else exc.__class__.__name__
-
-
-@dataclasses.dataclass
-class Backoff:
-    """Linear backoff: attempt n waits n x step, capped, at most `max_attempts` attempts.
-
-    `next_delay()` counts an attempt and returns its wait, or None when they are used up.
-    `reset()` after a success.
-    """
-
-    step: float
-    cap: float
-    max_attempts: int
-    attempts: int = 0
-
-    def next_delay(self) -> float | None:
-        if self.attempts >= self.max_attempts:
-            return None
-        self.attempts += 1
-        return min(self.attempts * self.step, self.cap)
-
-    def reset(self) -> None:
-        self.attempts = 0
-
-    @property
-    def exhausted(self) -> bool:
-        return self.attempts >= self.max_attempts

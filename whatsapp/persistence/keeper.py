@@ -11,15 +11,15 @@ import logging
 import time
 from pathlib import Path
 
-from . import backup as backups_mod
+from . import backups as backups_mod
 from . import archive
-from .backup import BackupCorrupt, BackupError, BackupStore
-from .bus import Bus
-from .config import Config
-from .monitor import ProfileLocked
+from .backups import BackupCorrupt, BackupError, BackupStore
+from ..bus import Bus
+from ..config import Config
+from ..failures import ProfileLocked
 from .record import RecordFile
-from .states import Account, utcnow
-from .store import has_login
+from ..states import Account, utcnow
+from .profile import delete_profile, has_login
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +34,10 @@ class Keeper:
         self.record = RecordFile(config.record_path)
         self.backups = BackupStore.for_config(config)
         self.remote = None  # RemoteBackups, with a database
-        if config.backup_database_url:
+        if config.database_url:
             from .remote import RemoteBackups, RemoteStore
 
-            self.remote = RemoteBackups(RemoteStore(config.backup_database_url, config.client_id,
+            self.remote = RemoteBackups(RemoteStore(config.database_url, config.client_id,
                                                     keep=config.backup_keep,
                                                     timeout_s=config.database_timeout_s))
         self._last_backup_at: float | None = None   # monotonic, this run
@@ -105,6 +105,10 @@ class Keeper:
 
     def expects_login(self) -> bool:
         return self.record.expects_login
+
+    def restore_unresolved(self) -> bool:
+        """No login here, and the database that may hold one could not be asked yet."""
+        return False
 
     # -- restoring -----------------------------------------------------------------------------
     def before_launch(self, profile_dir: Path) -> None:
@@ -199,8 +203,9 @@ class Keeper:
         log.info("deleted %d backups of the logged-out link", count)
         self._refresh_backup_status()
 
-    def forget(self) -> None:
-        """disconnect / clear-session: the link and every backup of it go."""
+    def forget(self, profile_dir: Path) -> None:
+        """disconnect / clear-session: the profile, the link and every backup of it go."""
+        delete_profile(profile_dir)
         count = self.backups.delete_all()
         self._reset_backup_schedule()
         self.record.clear_link(reason="disconnected")

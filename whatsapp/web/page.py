@@ -11,7 +11,7 @@ import json
 import time
 
 from . import locators as L
-from .states import Account
+from ..states import Account
 
 
 class Screen(str, enum.Enum):

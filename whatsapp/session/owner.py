@@ -1,0 +1,258 @@
+"""The one owner of the browser: a thread, a command queue, and the snapshot `/status` reads.
+
+HTTP handlers never touch Selenium. They read `snapshot()` (an immutable object that only
+the owner thread replaces) or `submit()` a command and wait for it with a deadline. The
+owner thread's only wait is `queue.get(timeout=...)`, so a command or a shutdown wakes it
+at once, also in the middle of a reconnect backoff. It feeds each event to the state
+machine (`machine.py`) and runs the actions it returns (`effects.py`).
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import threading
+import time
+
+from ..bus import Bus
+from ..config import Config
+from ..persistence.keeper import Keeper
+from ..states import Snapshot, utcnow
+from ..web.browser import warm_up
+from . import steps as S
+from .effects import Effects
+from .machine import Machine, Timing
+
+log = logging.getLogger(__name__)
+
+QR_VIEW_WINDOW_S = 120.0    # a QR page fetched this recently means someone is looking
+PICKUP_S = 2.0              # a stop command not picked up by then: the owner may be stuck
+
+
+class ShuttingDown(Exception):
+    """The server is stopping; commands are refused."""
+
+
+class CommandError(Exception):
+    def __init__(self, status: int, message: str, error: str = "error"):
+        super().__init__(message)
+        self.status, self.error = status, error
+
+
+class _Pending:
+    """A submitted command. `picked` and `cancelled` are decided under `lock`: a command
+    whose caller gave up (answered 504) is never run later."""
+
+    def __init__(self, command: S.Command):
+        self.command = command
+        self.lock = threading.Lock()
+        self.picked = self.cancelled = False
+        self.done = threading.Event()
+        self.result: str | None = None
+        self.error: Exception | None = None
+
+    def pick(self) -> bool:
+        with self.lock:
+            if self.cancelled:
+                return False
+            self.picked = True
+            return True
+
+    def cancel(self) -> bool:
+        """True when it was still waiting and now never runs."""
+        with self.lock:
+            if not self.picked:
+                self.cancelled = True
+            return self.cancelled
+
+
+class Session:
+    def __init__(self, config: Config, bus: Bus, keeper: Keeper | None = None):
+        self.config = config
+        self.bus = bus
+        self.keeper = keeper or Keeper(config, bus)
+        self.machine = Machine(Timing.from_config(config))
+        self.effects = Effects(config, self.keeper)
+        self._snapshot = Snapshot(max_reconnect_attempts=config.reconnect_max_attempts)
+        self._queue: queue.Queue[_Pending] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._stop_calls = itertools.count()  # next() is atomic: a second SIGTERM inside the first
+        self._stopping = False
+        self._shutdown: _Pending | None = None
+        self._qr_viewed_at = float("-inf")
+
+    # -- what handlers call ------------------------------------------------------------------
+    def snapshot(self) -> Snapshot:
+        snapshot = self._snapshot
+        return snapshot.replace(is_shutting_down=True) if self._stopping else snapshot
+
+    def status_json(self) -> dict:
+        body = self.snapshot().to_json()
+        body.update(self.keeper.status())
+        return body
+
+    def note_qr_viewed(self) -> None:
+        self._qr_viewed_at = time.monotonic()
+
+    def start(self) -> None:
+        """Start the owner thread (idempotent); with WHATSAPP_AUTO_INIT, initialize."""
+        if self._thread is not None:
+            return
+        self.effects.prepare()
+        # The user agent needs Chromium's version (`chromium --version` via Debian's wrapper,
+        # ~0.15 s): learn it now, off the first launch's path.
+        threading.Thread(target=warm_up, args=(self.config,), name="chromium-version", daemon=True).start()
+        self.keeper.start()
+        self._snapshot = self._snapshot.replace(has_session=self.effects.saved_login())
+        self._thread = threading.Thread(target=self._run, name="whatsapp-session", daemon=True)
+        self._thread.start()
+        if self.config.auto_init:
+            self._queue.put(_Pending(S.Command.INITIALIZE))
+
+    def submit(self, name: str, timeout: float) -> str:
+        """Run a command on the owner thread; raises ShuttingDown, TimeoutError or CommandError."""
+        command = S.Command(name)
+        if self._stopping:
+            raise ShuttingDown()
+        if self._thread is None or not self._thread.is_alive():
+            raise CommandError(503, "The session is not running in this process.", "unavailable")
+        end = time.monotonic() + timeout
+        pending = _Pending(command)
+        self._queue.put(pending)
+        if command in (S.Command.DISCONNECT, S.Command.CLEAR):
+            self._unstick(pending, end)
+        if not pending.done.wait(max(0.0, end - time.monotonic())):
+            pending.cancel()  # still queued: it never runs; already running: it finishes
+            raise TimeoutError(name)
+        if pending.error:
+            raise pending.error
+        return pending.result or ""
+
+    def begin_stop(self) -> None:
+        """Refuse commands from now on and queue the shutdown; returns at once.
+
+        Signal-safe: it takes no lock the interrupted code could hold, and a second SIGTERM
+        arriving inside the first (Heroku sends one to every process) does nothing."""
+        if next(self._stop_calls):
+            return
+        self._stopping = True
+        self._shutdown = _Pending(S.Command.SHUTDOWN)
+        self._queue.put(self._shutdown)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Graceful stop, bounded: browser closed properly, backup, record, lock released."""
+        end = time.monotonic() + timeout
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            self._stopping = True
+            self.effects.kill_browser()
+            self.keeper.stop(timeout=max(0.5, end - time.monotonic()))
+            return
+        self.begin_stop()
+        if self._shutdown is not None:
+            self._unstick(self._shutdown, end - 1.0)
+        thread.join(max(0.0, end - time.monotonic() - 1.0))
+        if thread.is_alive():
+            log.error("the session did not stop in time; killing the browser")
+            self.effects.kill_browser()
+            thread.join(1.0)
+        self.keeper.stop(timeout=max(0.5, end - time.monotonic()))
+
+    def _unstick(self, pending: _Pending, end: float) -> None:
+        """Wait for the owner to pick `pending` up; past PICKUP_S, if it is stuck inside a
+        driver call (a hung browser can hold it for the whole driver timeout), kill the
+        browser so that the call fails at once. Never for a backup copy or a database call."""
+        started = time.monotonic()
+        while not pending.picked and not pending.done.is_set() and time.monotonic() < end:
+            if time.monotonic() - started >= PICKUP_S and self.effects.in_driver_call:
+                log.warning("the browser is not answering; killing it so that %s can proceed",
+                            pending.command.value)
+                self.effects.kill_browser()
+                return
+            pending.done.wait(0.05)
+
+    # -- the owner thread --------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            while True:
+                due = self.machine.due
+                try:
+                    pending = self._queue.get(timeout=None if due is None else max(0.0, due - time.monotonic()))
+                except queue.Empty:
+                    pending = None
+                if pending is not None:
+                    if not pending.pick():
+                        continue  # its caller gave up: it must not run later
+                    try:
+                        self._dispatch(S.Asked(pending.command), pending)
+                    finally:
+                        pending.done.set()
+                    if pending.command is S.Command.SHUTDOWN:
+                        return
+                elif due is not None and time.monotonic() >= due:
+                    self._dispatch(S.Due())
+        except BaseException:
+            log.exception("the session owner thread died")
+            self.effects.kill_browser()
+            raise
+
+    def _facts(self) -> S.Facts:
+        now = time.monotonic()
+        since = self.machine.ready_since
+        return S.Facts(now=now, wall=utcnow(), expects_login=self.keeper.expects_login(),
+                       qr_wanted=now - self._qr_viewed_at < QR_VIEW_WINDOW_S,
+                       backup_in=self.keeper.seconds_to_backup(0.0 if since is None else now - since),
+                       restore_unresolved=self.keeper.restore_unresolved())
+
+    def _dispatch(self, event: S.Event, pending: _Pending | None = None) -> None:
+        """Feed `event` to the machine and run its actions; outcomes are fed back in turn."""
+        events = [event]
+        try:
+            while events:
+                for action in self.machine.handle(events.pop(0), self._facts()):
+                    outcome = self._act(action, pending)
+                    if outcome is not None:
+                        events.append(outcome)
+        except Exception as exc:  # a bug of ours (failures of the world arrive as events)
+            log.exception("bug in the session (please report it); the session stops")
+            self._recover_from_bug(exc)
+            if pending is not None and pending.result is None:
+                pending.error = CommandError(500, f"{pending.command.value} failed: internal error",
+                                             "internal_error")
+
+    def _act(self, action: S.Action, pending: _Pending | None) -> S.Event | None:
+        if isinstance(action, S.Update):
+            self._apply(action.changes)
+            return None
+        if isinstance(action, S.Publish):
+            self.bus.publish(action.name, **action.data)
+            return None
+        if isinstance(action, S.Log):
+            log.log(logging.getLevelName(action.level), "%s", action.message)
+            return None
+        if isinstance(action, S.Reply):
+            if pending is not None:
+                pending.result = action.message
+            return None
+        return self.effects.run(action)
+
+    def _recover_from_bug(self, exc: Exception) -> None:
+        for action in self.machine.bug(repr(exc), self._facts()):
+            try:
+                self._act(action, None)
+            except Exception:  # already handling a bug: keep going so the browser is closed
+                log.exception("while recovering from a bug")
+
+    def _apply(self, changes: dict) -> None:
+        old = self._snapshot
+        if "status" in changes and changes["status"] is not old.status:
+            changes = {**changes, "since": utcnow()}
+        new = old.replace(**changes)
+        self._snapshot = new  # one writer (this thread): readers see the old or the new object
+        if new.status is not old.status:
+            detail = f"reason: {new.reason.value}" if new.reason else "no error"
+            if new.next_reconnect_at:
+                detail += f"; next attempt at {new.next_reconnect_at:%H:%M:%S}"
+            log.info("status %s -> %s (%s)", old.status.value, new.status.value, detail)
+            self.bus.publish("status", status=new.status.value, previous=old.status.value,
+                             reason=new.reason.value if new.reason else None)
