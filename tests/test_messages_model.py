@@ -4,17 +4,32 @@ from __future__ import annotations
 
 import json
 import string
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from hypothesis import example, given, strategies as st
+from hypothesis import example, given
+from hypothesis import strategies as st
 
-from whatsapp.messages.model import (MAX_TEXT, ErrorCode, IncomingMessage, InvalidRequest, Kind,
-                                     MessageError, OutgoingMessage, Status, body_hash,
-                                     check_idempotency_key, check_text, from_ms, iso_ms,
-                                     normalise_number, parse_new_message, to_ms)
+from whatsapp.messages.model import (
+    MAX_TEXT,
+    ErrorCode,
+    IncomingMessage,
+    InvalidRequest,
+    Kind,
+    MessageError,
+    OutgoingMessage,
+    Status,
+    body_hash,
+    check_idempotency_key,
+    check_text,
+    from_ms,
+    iso_ms,
+    normalise_number,
+    parse_new_message,
+    to_ms,
+)
 
-T0 = datetime(2026, 11, 22, 10, 0, 0, 123000, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 22, 10, 0, 0, 123000, tzinfo=UTC)
 FORWARD = [Status.QUEUED, Status.SENDING, Status.SENT, Status.DELIVERED, Status.READ]
 
 # -- statuses -------------------------------------------------------------------------------------
@@ -73,7 +88,7 @@ def test_incoming_json_is_exactly_the_contract_object():
 
 def test_times_are_utc_with_milliseconds_and_z():
     assert iso_ms(T0) == "2026-11-22T10:00:00.123Z"
-    assert iso_ms(datetime(2026, 1, 1, tzinfo=timezone.utc)) == "2026-01-01T00:00:00.000Z"
+    assert iso_ms(datetime(2026, 1, 1, tzinfo=UTC)) == "2026-01-01T00:00:00.000Z"
     assert iso_ms(T0.astimezone(timezone(timedelta(hours=5, minutes=30)))) == "2026-11-22T10:00:00.123Z"
     assert iso_ms(None) is None
     with pytest.raises(ValueError, match="naive"):
@@ -81,7 +96,7 @@ def test_times_are_utc_with_milliseconds_and_z():
 
 
 @given(st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2200, 1, 1),
-                    timezones=st.just(timezone.utc)))
+                    timezones=st.just(UTC)))
 def test_millisecond_round_trip(moment):
     ms = to_ms(moment)
     assert from_ms(ms) == moment.replace(microsecond=moment.microsecond // 1000 * 1000)

@@ -7,13 +7,13 @@ milliseconds since the epoch); JSON shows them as ISO 8601 with milliseconds and
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import enum
+import hashlib
 import re
-from datetime import datetime, timedelta, timezone
-from typing import Any, Union, overload
+from datetime import UTC, datetime, timedelta
+from typing import Any, overload
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 _CODE_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
@@ -144,14 +144,14 @@ class IncomingMessage:
                 "receivedAt": iso_ms(self.received_at), "kind": self.kind.value}
 
 
-Message = Union[OutgoingMessage, IncomingMessage]
+Message = OutgoingMessage | IncomingMessage
 
 
 def iso_ms(moment: datetime | None) -> str | None:
     """ISO 8601 in UTC with milliseconds and a `Z` (`2026-11-22T10:00:00.123Z`), or None."""
     if moment is None:
         return None
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def to_ms(moment: datetime) -> int:
@@ -273,7 +273,7 @@ def body_hash(to: str, text: str) -> str:
     """sha256 (hex) of the normalised request, for comparing a repeat under the same key:
     `+1 555 000 1111` and `15550001111` with the same text are the same request. `to` is
     digits only, so the newline separator is unambiguous."""
-    return hashlib.sha256(f"v1\n{to}\n{text}".encode("utf-8")).hexdigest()
+    return hashlib.sha256(f"v1\n{to}\n{text}".encode()).hexdigest()
 
 
 def _json_type(value: object) -> str:
