@@ -1,4 +1,5 @@
-# make run | demo | test | bench — each installs what it needs on a fresh Debian/Ubuntu machine.
+# make run | demo | test | test-unit | lint | bench — each installs what it needs on a fresh
+# Debian/Ubuntu machine (system packages as root: apt-get update once, then apt-get install).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -6,18 +7,26 @@ PY := $(VENV)/bin/python
 PORT ?= 3001
 SIM_PORT ?= 3002
 
-# Debian packages: the browser for everything; a QR decoder and PostgreSQL for the tests.
+# Debian packages: the browser for everything; for the tests a QR decoder, PostgreSQL and
+# nginx (a reverse proxy in front of the server, as people deploy it).
 RUN_PACKAGES := chromium chromium-driver
-TEST_PACKAGES := $(RUN_PACKAGES) libzbar0 postgresql
+TEST_PACKAGES := $(RUN_PACKAGES) libzbar0 postgresql nginx
 
-.PHONY: run demo test bench system-run system-test venv clean
+.PHONY: run demo test test-unit lint bench system-run system-test venv venv-dev clean
 
+# The server's own environment (make run, make demo) ...
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $@
 
+# ... and the one for tests, benchmarks and lint on top of it.
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
 venv: $(VENV)/.installed
+venv-dev: $(VENV)/.installed-dev
 
 system-run:
 	@scripts/install-system-packages $(RUN_PACKAGES)
@@ -31,13 +40,21 @@ run: system-run venv
 demo: system-run venv
 	@PORT=$(PORT) SIM_PORT=$(SIM_PORT) PY=$(PY) scripts/demo
 
-test: system-test venv
+lint: venv-dev
+	$(VENV)/bin/ruff check whatsapp simulator bench tests server.py gunicorn.conf.py
+	$(VENV)/bin/mypy
+
+# The fast suite: pure logic and in-process tests, no browser, no server processes.
+test-unit: venv-dev
+	$(PY) -m pytest -q -m "not e2e" tests
+
+test: system-test venv-dev
 	$(PY) -m pytest -q tests
 	@scripts/check-orphans
 
-bench: system-test venv
+bench: system-test venv-dev
 	$(PY) -m bench
 	@scripts/check-orphans
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache .ruff_cache

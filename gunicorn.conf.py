@@ -7,10 +7,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # started from another folder too
 
-import gunicorn.util  # noqa: E402
+import gunicorn.util
 
-from whatsapp.api import errors  # noqa: E402
-from whatsapp.config import Config, ConfigError  # noqa: E402
+from whatsapp.api import errors
+from whatsapp.config import Config, ConfigError
 
 # gunicorn answers requests it cannot parse itself, with HTML: make those JSON as well.
 gunicorn.util.write_error = errors.gunicorn_write_error
@@ -54,9 +54,7 @@ def post_worker_init(worker):
     """
     import signal
 
-    from whatsapp import begin_shutdown
-
-    from whatsapp import start_services
+    from whatsapp import begin_shutdown, start_services
 
     start_services(worker.wsgi)
     gunicorn_handler = worker.handle_exit

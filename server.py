@@ -4,11 +4,7 @@ import os
 import signal
 import sys
 
-from whatsapp import create_app
-
-from whatsapp import start_services
-
-from whatsapp import stop_services
+from whatsapp import create_app, start_services, stop_services
 from whatsapp.config import Config, ConfigError
 
 try:

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import traceback
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from .common import SYNC_SECONDS, Context, link, product_config
@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"unknown measurement(s): {', '.join(sorted(unknown))}")
 
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     t_start = time.monotonic()
     load_before = os.getloadavg()
 

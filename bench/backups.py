@@ -14,7 +14,7 @@ def disk_bytes(path: Path) -> int:
     """Bytes allocated on disk under `path` (st_blocks), not the files' lengths."""
     total = 0
     for folder, _, files in os.walk(path):
-        for name in files + [""]:
+        for name in [*files, ""]:
             try:
                 total += os.lstat(os.path.join(folder, name) if name else folder).st_blocks * 512
             except OSError:

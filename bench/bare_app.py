@@ -2,7 +2,7 @@
 
     gunicorn -k gthread --workers 1 --threads 8 ... bench.bare_app:app
 """
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from flask import Flask, jsonify
 
@@ -12,4 +12,4 @@ app = Flask(__name__)
 @app.get("/bare")
 def bare():
     # About the size of /status's answer head: a few fields and a timestamp.
-    return jsonify(status="ready", ok=True, timestamp=datetime.now(timezone.utc).isoformat())
+    return jsonify(status="ready", ok=True, timestamp=datetime.now(UTC).isoformat())

@@ -13,8 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from .common import (POLL_S, ROOT, TEST_ENV, Context, copy_profile, median, product_config,
-                     profile_of)
+from .common import POLL_S, ROOT, TEST_ENV, Context, copy_profile, median, product_config, profile_of
 
 
 def _subprocess_seconds(code: str, env: dict) -> float:
@@ -41,8 +40,8 @@ def launch_steps(ctx: Context, linked: Path) -> dict:
     """The steps of `Session._launch` + `_watch` with the product's functions, timed."""
     from whatsapp.web import page
     from whatsapp.web.browser import Browser, chrome_major_version, find_chrome
-    from whatsapp.web.processes import clear_stale_singleton, sweep_orphans
     from whatsapp.web.page import Screen
+    from whatsapp.web.processes import clear_stale_singleton, sweep_orphans
 
     config = product_config({"WHATSAPP_WEB_URL": ctx.sim.url})
     profile = copy_profile(profile_of(linked), ctx.path("profile-steps"))

@@ -7,6 +7,7 @@ SIGKILLs browser groups (raw floors) and whatever `browsers_on` still finds unde
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import shutil
@@ -15,7 +16,6 @@ import statistics
 import sys
 import tempfile
 import time
-import json
 import urllib.request
 from pathlib import Path
 

@@ -77,7 +77,7 @@ def run(url: str, clients: int, seconds: float, max_requests: int, timeout: floa
     for _, _, st in out:
         for code, n in st.items():
             statuses[str(code)] = statuses.get(str(code), 0) + n
-    ms = lambda v: None if v is None else round(v * 1000, 3)  # noqa: E731
+    ms = lambda v: None if v is None else round(v * 1000, 3)
     return {"count": len(latencies), "errors": sum(e for _, e, _ in out), "seconds": round(elapsed, 3),
             "rps": round(len(latencies) / elapsed, 1) if elapsed else None,
             "p50_ms": ms(percentile(latencies, 50)), "p90_ms": ms(percentile(latencies, 90)),

@@ -22,7 +22,7 @@ def print_table(rows: list[Row]) -> None:
                       row.target_text, row.verdict))
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(COLUMNS))]
     for n, line in enumerate(lines):
-        print("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)).rstrip())
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths, strict=False)).rstrip())
         if n == 0:
             print("  ".join("-" * width for width in widths))
     print()

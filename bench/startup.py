@@ -13,8 +13,18 @@ from pathlib import Path
 
 import psutil
 
-from .common import (Context, Row, copy_profile, is_qr, is_ready, metric, new_backup, product_config,
-                     profile_of, watch_status)
+from .common import (
+    Context,
+    Row,
+    copy_profile,
+    is_qr,
+    is_ready,
+    metric,
+    new_backup,
+    product_config,
+    profile_of,
+    watch_status,
+)
 from .procs import server_tree
 from .raw import LOADING_SHOWN, PANE_SHOWN, QR_SHOWN, RawBrowser
 from .timeline import driver_marks, initialize_phases, read_from, restart_phases, server_statuses, size_of

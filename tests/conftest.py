@@ -8,6 +8,20 @@ import pytest
 
 from harness import ServerProcess, browsers_on
 
+# Fixtures that start real processes (a browser, a server, PostgreSQL): tests using them are
+# end to end, and so is every test in a module named here.
+_PROCESS_FIXTURES = {"sim", "servers", "postgres", "db", "keyed_server", "local_server", "own_local_server"}
+_E2E_MODULES = ("test_e2e_", "test_simulator")
+
+
+def pytest_collection_modifyitems(items):
+    """Mark end-to-end tests `e2e`, so that `make test-unit` (-m "not e2e") runs the rest."""
+    for item in items:
+        name = item.module.__name__ if item.module else ""
+        if name.startswith(_E2E_MODULES) or _PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())) \
+                or getattr(item.module, "E2E", False):
+            item.add_marker(pytest.mark.e2e)
+
 
 @pytest.fixture
 def sim():

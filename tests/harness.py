@@ -153,14 +153,25 @@ class ServerProcess:
                 timeout: float = 30):
         """Returns (status, headers, body bytes); never raises for HTTP error statuses."""
         headers = dict(headers or {})
-        if self.env.get("WHATSAPP_API_KEY") and not any(h.lower() in ("x-api-key", "authorization") for h in headers):
-            headers["X-Api-Key"] = self.env["WHATSAPP_API_KEY"]
+        key = self.api_key()
+        if key and not any(h.lower() in ("x-api-key", "authorization") for h in headers):
+            headers["X-Api-Key"] = key
         req = urllib.request.Request(self.url + path, data=body, method=method, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
                 return resp.status, dict(resp.headers), resp.read()
         except urllib.error.HTTPError as err:
             return err.code, dict(err.headers), err.read()
+
+    def api_key(self) -> str | None:
+        """The key this server wants: WHATSAPP_API_KEY, else the one it generated in its data
+        folder (the server is locked by default), else None (WHATSAPP_LOCAL_ONLY)."""
+        if self.env.get("WHATSAPP_API_KEY"):
+            return self.env["WHATSAPP_API_KEY"]
+        try:
+            return (self.data_dir / "api-key").read_text().strip() or None
+        except OSError:
+            return None
 
     def get(self, path: str, headers: dict | None = None, timeout: float = 30):
         status, hdrs, body = self.request("GET", path, headers=headers, timeout=timeout)

@@ -179,6 +179,7 @@ def _first_env_safe(values: list[str]) -> str:
     return next(v for v in values if "\x00" not in v)
 
 
+@pytest.mark.e2e
 def test_bad_value_stops_the_procfile_server(tmp_path):
     """Each variable's first bad value, all servers started at once (the whole test ~1 s)."""
     runs = {}

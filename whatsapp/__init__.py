@@ -13,17 +13,16 @@ log = logging.getLogger(__name__)
 
 def create_app(test_config: Config | None = None) -> Flask:
     """Build the app. The session's threads start only in `start_services()`."""
-    from .api import access
+    from .api import access, errors
     from .api import routes as api
-    from .api import errors
-    from .notify import Notifier
     from .bus import Bus
+    from .notify import Notifier
     from .session import Session
 
     config = test_config or Config.from_env(os.environ)
     app = Flask(__name__, template_folder=os.path.join(os.path.dirname(__file__), "..", "templates"))
     app.config["WHATSAPP"] = config
-    app.json.sort_keys = False
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # DefaultJSONProvider's setting
 
     bus = Bus(config.client_id)
     session = Session(config, bus)

@@ -9,7 +9,7 @@ reads no clock and sleeps nowhere, so callers test it with zero delays.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 
 class Backoff:
@@ -23,12 +23,12 @@ class Backoff:
         self.attempts = 0
 
     @classmethod
-    def linear(cls, step: float, cap: float, max_attempts: int | None = None) -> "Backoff":
+    def linear(cls, step: float, cap: float, max_attempts: int | None = None) -> Backoff:
         """Attempt n waits n x step, capped (the contract's reconnect policy)."""
         return cls(lambda n: n * step, cap, max_attempts)
 
     @classmethod
-    def exponential(cls, base: float, cap: float, max_attempts: int | None = None) -> "Backoff":
+    def exponential(cls, base: float, cap: float, max_attempts: int | None = None) -> Backoff:
         """Attempt n waits base x 2^(n-1), capped."""
         return cls(lambda n: base * 2.0 ** min(n - 1, 64), cap, max_attempts)
 

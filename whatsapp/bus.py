@@ -24,8 +24,8 @@ import dataclasses
 import itertools
 import logging
 import threading
+from collections.abc import Callable
 from datetime import datetime
-from typing import Callable
 
 from .states import iso, utcnow
 

@@ -9,8 +9,9 @@ import dataclasses
 import re
 import shlex
 import shutil
+from collections.abc import Callable, Mapping
+from typing import Any
 from pathlib import Path
-from typing import Callable, Mapping
 from urllib.parse import urlsplit
 
 MAX_LISTENERS = 6  # gunicorn.conf.py runs 8 threads
@@ -101,8 +102,8 @@ class Config:
         return self.session_dir / "api-key"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> "Config":
-        values = {}
+    def from_env(cls, env: Mapping[str, str]) -> Config:
+        values: dict[str, Any] = {}
         for field, (variable, parse) in _VARIABLES.items():
             raw = env.get(variable)
             if raw is None:
@@ -152,7 +153,7 @@ def _boolean(raw: str) -> bool:
     raise ValueError("expected one of 1/0, true/false, yes/no, on/off")
 
 
-def _number(minimum: float, *, integer: bool = False, positive: bool = False) -> Callable[[str], float]:
+def _number(minimum: float, *, integer: bool = False, positive: bool = False) -> Callable[[str], Any]:
     def parse(raw: str):
         try:
             # ASCII only: int() and float() also take other scripts' digits and "1_000".
@@ -207,7 +208,7 @@ def _http_url(raw: str) -> str:
         raise problem
     try:
         parts = urlsplit(raw)
-        parts.port  # raises ValueError for a port that is not 0-65535
+        _ = parts.port  # raises ValueError for a port that is not 0-65535
     except ValueError:
         raise problem from None
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:

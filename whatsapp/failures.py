@@ -25,7 +25,7 @@ class Failure(Exception):
     retry: bool = True
 
     def __init__(self, message: str = ""):
-        super().__init__(message or self.__class__.__doc__.strip().splitlines()[0])
+        super().__init__(message or (self.__class__.__doc__ or self.__class__.__name__).strip().splitlines()[0])
 
 
 class BrowserGone(Failure):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 class Status(str, enum.Enum):
@@ -32,14 +32,14 @@ class Reason(str, enum.Enum):
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def iso(moment: datetime | None, timespec: str = "seconds") -> str | None:
     """ISO 8601 in UTC with a `Z`, or None."""
     if moment is None:
         return None
-    return moment.astimezone(timezone.utc).isoformat(timespec=timespec).replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat(timespec=timespec).replace("+00:00", "Z")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +68,7 @@ class Snapshot:
     last_error: str | None = None
     since: datetime = dataclasses.field(default_factory=utcnow)
 
-    def replace(self, **changes) -> "Snapshot":
+    def replace(self, **changes) -> Snapshot:
         return dataclasses.replace(self, **changes)
 
     def to_json(self) -> dict:

@@ -61,7 +61,7 @@ def is_loopback(address: str | None) -> bool:
 
 def is_local_host(host: str | None) -> bool:
     """True when a Host header names the loopback by a name only a local page can use."""
-    return bool(host) and _LOCAL_HOST.fullmatch(host.strip()) is not None
+    return host is not None and _LOCAL_HOST.fullmatch(host.strip()) is not None
 
 
 def key_matches(key: bytes, x_api_key: str | None, authorization: str | None) -> bool:
@@ -94,7 +94,7 @@ def _basic_password(authorization: str | None) -> bytes | None:
         decoded = base64.b64decode(_raw(param.strip()), validate=True)
     except (binascii.Error, ValueError):
         return None
-    user, colon, password = decoded.partition(b":")
+    _user, colon, password = decoded.partition(b":")
     return password if colon else None
 
 

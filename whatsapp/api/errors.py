@@ -67,7 +67,7 @@ def _http_message(exc: HTTPException) -> str:
         405: f"{request.method} is not allowed on {request.path}",
         413: f"The body is too large (at most {limit} bytes)." if limit else None,
     }
-    return messages.get(exc.code) or exc.description or exc.name
+    return (messages.get(exc.code) if exc.code else None) or exc.description or exc.name
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -12,9 +12,9 @@ import secrets
 import qrcode
 from flask import Blueprint, current_app, jsonify, make_response, render_template, request
 
-from .errors import ApiError
 from ..session import CommandError, ShuttingDown
 from ..states import Status
+from .errors import ApiError
 
 blueprint = Blueprint("whatsapp", __name__, url_prefix="/api/whatsapp")
 
@@ -51,11 +51,12 @@ def _run(command: str):
     try:
         result = _session().submit(command, timeout=COMMAND_DEADLINE_S)
     except ShuttingDown:
-        raise ApiError(503, "The server is shutting down; try again when it is back.")
+        raise ApiError(503, "The server is shutting down; try again when it is back.") from None
     except TimeoutError:
-        raise ApiError(504, f"{command} did not finish within {COMMAND_DEADLINE_S:.0f} s; see /status.", "timeout")
+        raise ApiError(504, f"{command} did not finish within {COMMAND_DEADLINE_S:.0f} s; see /status.",
+                       "timeout") from None
     except CommandError as exc:
-        raise ApiError(exc.status, str(exc), exc.error)
+        raise ApiError(exc.status, str(exc), exc.error) from None
     snapshot = _session().snapshot()
     return jsonify({"success": True, "message": result, "status": snapshot.status.value,
                     "timestamp": _session().status_json()["timestamp"]})

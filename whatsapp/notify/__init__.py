@@ -18,15 +18,15 @@ import logging
 import secrets
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from flask import Flask, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..bus import Bus, Event
 from ..config import Config
-from .metrics import Metrics
 from ..states import Snapshot, iso
+from .metrics import Metrics
 from .stream import Streams
 from .webhooks import Sender
 
@@ -125,15 +125,13 @@ class Notifier:
     def status(self) -> dict:
         """`{"webhooks": {receivers, queued, delivered, failed, dropped, lastError, lastErrorAt},
         "listeners": n, "maxListeners": n}`; totals over receivers, the newest error."""
-        totals = {"receivers": len(self._senders), "queued": 0, "delivered": 0, "failed": 0,
-                  "dropped": 0, "lastError": None, "lastErrorAt": None}
-        newest = None
-        for sender in self._senders:
-            stats = sender.stats()
-            for key in ("queued", "delivered", "failed", "dropped"):
-                totals[key] += stats[key]
-            if stats["lastErrorAt"] is not None and (newest is None or stats["lastErrorAt"] > newest):
-                newest = stats["lastErrorAt"]
-                totals["lastError"], totals["lastErrorAt"] = stats["lastError"], iso(newest)
+        stats = [sender.stats() for sender in self._senders]
+        totals: dict[str, object] = {"receivers": len(stats)}
+        for key in ("queued", "delivered", "failed", "dropped"):
+            totals[key] = sum(each[key] for each in stats)
+        failing = [each for each in stats if each["lastErrorAt"] is not None]
+        newest = max(failing, key=lambda each: each["lastErrorAt"], default=None)
+        totals["lastError"] = newest["lastError"] if newest else None
+        totals["lastErrorAt"] = iso(newest["lastErrorAt"]) if newest else None
         return {"webhooks": totals, "listeners": self._streams.count(),
                 "maxListeners": self._streams.max_listeners}

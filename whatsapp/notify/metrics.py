@@ -22,15 +22,17 @@ Exposed (all prefixed `whatsapp_`):
 | `browser_starts_total`, `browser_start_seconds` | counter, histogram | | `browser_started` |
 | `backups_total`, `backup_duration_seconds` | counter, histogram | | `backup_created` |
 | `logged_out_total`, `failed_total` | counter | | `logged_out`, `failed` |
-| `webhook_deliveries_total`, `webhook_failures_total`, `webhook_dropped_total` | counter | `receiver` (index in WHATSAPP_WEBHOOK_URL) | senders |
+| `webhook_deliveries_total`, `webhook_failures_total`, `webhook_dropped_total` | counter | `receiver` | senders |
 | `webhook_queued` | gauge | `receiver` | senders |
 | `event_listeners` | gauge | | the event stream |
+
+`receiver` is the URL's index in WHATSAPP_WEBHOOK_URL (never the URL: it may hold a token).
 """
 from __future__ import annotations
 
 import threading
 import time
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -145,7 +147,7 @@ class _LiveCollector:
         for name, total in self._m._clock.totals(current).items():
             status.add_metric([name], 1.0 if name == current else 0.0)
             seconds.add_metric([name], total)
-        families = {
+        families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {
             "delivered": CounterMetricFamily("whatsapp_webhook_deliveries", "Webhook events delivered.",
                                              labels=["receiver"]),
             "failed": CounterMetricFamily("whatsapp_webhook_failures",

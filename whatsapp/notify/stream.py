@@ -28,12 +28,12 @@ import json
 import logging
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from flask import Response
 
-from ..bus import Event
 from ..api.errors import ApiError
+from ..bus import Event
 from ..states import Snapshot, iso, utcnow
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ _POLL_S = 1.0
 def frame(name: str, seq: int, body: dict) -> bytes:
     """One SSE message. json.dumps never emits a raw newline, so one `data:` line suffices."""
     data = json.dumps(body, separators=(",", ":"), ensure_ascii=False, default=str)
-    return f"event: {name}\nid: {seq}\ndata: {data}\n\n".encode("utf-8")
+    return f"event: {name}\nid: {seq}\ndata: {data}\n\n".encode()
 
 
 class _Listener:

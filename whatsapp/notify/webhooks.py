@@ -39,9 +39,10 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
+from ..backoff import Backoff
 from ..bus import Event
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 
 class _Failure:
-    __slots__ = ("message", "retryable", "retry_after")
+    __slots__ = ("message", "retry_after", "retryable")
 
     def __init__(self, message: str, retryable: bool, retry_after: float | None = None):
         self.message, self.retryable, self.retry_after = message, retryable, retry_after
@@ -187,6 +188,7 @@ class Sender:
     def _deliver(self, event: Event) -> None:
         body = json.dumps({**event.to_json(), "instance": self._instance}, separators=(",", ":"),
                           ensure_ascii=False, default=str).encode("utf-8")
+        backoff = Backoff.exponential(self._retry_base_s, self._retry_cap_s, self._retries)
         attempt = 0
         while True:
             attempt += 1
@@ -194,14 +196,13 @@ class Sender:
             if failure is None:
                 self._record(True)
                 return
-            out_of_tries = attempt > self._retries or not failure.retryable or self._stop.is_set()
-            if out_of_tries:
+            delay = backoff.next_delay() if failure.retryable and not self._stop.is_set() else None
+            if delay is None:
                 # Warn once per failing streak; a dead receiver must not flood the log.
                 level = logging.WARNING if self._record(False, failure.message) else logging.DEBUG
                 log.log(level, "webhook receiver %d (%s): %s #%d not delivered after %d attempt(s): %s",
                         self.index, self.host, event.name, event.seq, attempt, failure.message)
                 return
-            delay = min(self._retry_cap_s, self._retry_base_s * 2 ** (attempt - 1))
             if failure.retry_after is not None:
                 delay = min(self._retry_cap_s, max(delay, failure.retry_after))
             log.debug("webhook receiver %d (%s): attempt %d of %s #%d failed (%s); retry in %.2f s",
@@ -250,7 +251,7 @@ class Sender:
             else:
                 self.failed += 1
                 self.last_error = f"receiver {self.index} ({self.host}): {error}"
-                self.last_error_at = datetime.now(timezone.utc)
+                self.last_error_at = datetime.now(UTC)
         if ok and changed:
             log.info("webhook receiver %d (%s) accepts deliveries again", self.index, self.host)
         return changed

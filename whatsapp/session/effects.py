@@ -180,7 +180,8 @@ class Effects:
         """The page keeps its chats on screen while WhatsApp is unreachable: ask the server too."""
         request = urllib.request.Request(self.config.web_url, method="HEAD")
         try:
-            with urllib.request.urlopen(request, timeout=min(REACHABILITY_TIMEOUT_S, self.config.page_timeout_s)) as answer:
+            timeout = min(REACHABILITY_TIMEOUT_S, self.config.page_timeout_s)
+            with urllib.request.urlopen(request, timeout=timeout) as answer:
                 answer.read(0)
         except urllib.error.HTTPError as exc:
             return exc.code < 500

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from ..backoff import Backoff
 from ..failures import Failure, NetworkDown, PageUnresponsive, ProfileLocked, UnsupportedBrowser
@@ -66,7 +66,7 @@ class Timing:
     reconnect_max_attempts: int = 5
 
     @classmethod
-    def from_config(cls, config) -> "Timing":
+    def from_config(cls, config) -> Timing:
         return cls(**{f.name: getattr(config, f.name) for f in dataclasses.fields(cls)})
 
 
@@ -95,7 +95,7 @@ class Machine:
         self._account = Account()
         self._qr: str | None = None
         self._out: list[S.Action] = []
-        self._facts: S.Facts | None = None
+        self._facts = S.Facts(now=0.0, wall=datetime.fromtimestamp(0, UTC))
 
     # -- the one entry point -----------------------------------------------------------------
     def handle(self, event: S.Event, facts: S.Facts) -> list[S.Action]:
@@ -166,7 +166,7 @@ class Machine:
         elif command is S.Command.CLEAR:
             self._forget(told_phone=None)
         elif command is S.Command.SHUTDOWN:
-            ready_for = self._now - self.ready_since if self.phase is Phase.READY else 0.0
+            ready_for = self._now - self.ready_since if self.ready_since is not None else 0.0
             self._do(S.Close(SHUTDOWN_CLOSE_S), S.CleanShutdown(self._account, ready_for), S.ReleaseLock())
             self._enter(Phase.IDLE, None)
             self._update(status=Status.STOPPED, monitor_active=False, qr=None, next_reconnect_at=None)

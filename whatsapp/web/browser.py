@@ -135,7 +135,7 @@ class Browser:
         self.pgid = service.process.pid  # chromedriver leads its own process group
 
     @classmethod
-    def launch(cls, config: Config, profile_dir: Path, log_path: Path) -> "Browser":
+    def launch(cls, config: Config, profile_dir: Path, log_path: Path) -> Browser:
         chrome_bin, driver_path = find_chrome(config), find_chromedriver(config)
         # chromedriver would create its log with the umask's mode: the data folder is owner-only.
         # chromedriver truncates its --log-path: keep the previous launch's log (a failed
@@ -152,7 +152,7 @@ class Browser:
             raise LaunchFailed(f"chromedriver did not start: {exc.msg}") from exc
         client = ClientConfig(
             remote_server_addr=service.service_url, keep_alive=True,
-            timeout=config.driver_timeout_s,
+            timeout=config.driver_timeout_s,  # type: ignore[arg-type]  # a float works (urllib3)
             init_args_for_pool_manager={"init_args_for_pool_manager": {"retries": False}})
         executor = ChromiumRemoteConnection(remote_server_addr=service.service_url, vendor_prefix="goog",
                                             browser_name="chrome", client_config=client)
@@ -219,7 +219,8 @@ class Browser:
 
 def _close_log(service: Service) -> None:
     try:
-        if getattr(service, "_owns_log_output", False) and hasattr(service.log_output, "close"):
-            service.log_output.close()
+        output = service.log_output
+        if getattr(service, "_owns_log_output", False) and output is not None and hasattr(output, "close"):
+            output.close()
     except OSError:
         pass

@@ -10,8 +10,8 @@ import enum
 import json
 import time
 
-from . import locators as L
 from ..states import Account
+from . import locators as L
 
 
 class Screen(str, enum.Enum):
@@ -32,7 +32,7 @@ class PageState:
     offline: bool = False
     post_logout: bool = False
     stored_login: bool = False  # last-wid-md and WANoiseInfo both in localStorage
-    account: Account = Account()
+    account: Account = dataclasses.field(default_factory=Account)
     progress: str | None = None
     url: str = ""
 
