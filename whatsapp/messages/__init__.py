@@ -1,0 +1,60 @@
+"""The message store: the outbox of accepted messages and the record of incoming ones.
+
+    store = open_store(client_id="energenie-whatsapp", data_dir=".wwebjs_auth")  # SQLite
+    store = open_store(client_id=..., data_dir=..., database_url="postgres://...")
+    message, created = store.accept(new.to, new.text, key, new.body_hash, now, max_queued)
+
+`model` holds the message objects and the request checks, `store` the interface and its
+errors, `sql` the one implementation, `sqlite` and `postgres` the two backends.
+"""
+from __future__ import annotations
+
+import os
+
+from .model import (
+    ErrorCode,
+    IncomingMessage,
+    InvalidRequest,
+    Kind,
+    Message,
+    MessageError,
+    NewMessage,
+    OutgoingMessage,
+    Status,
+    body_hash,
+    check_idempotency_key,
+    parse_new_message,
+)
+from .store import (
+    IdempotencyMismatch,
+    InvalidCursor,
+    MessageStore,
+    NotCancellable,
+    NotClaimable,
+    NotFound,
+    OutboxFull,
+    StoreCorrupt,
+    StoreError,
+    StoreUnavailable,
+    WrongStatus,
+)
+
+__all__ = ["ErrorCode", "IdempotencyMismatch", "IncomingMessage", "InvalidCursor", "InvalidRequest",
+           "Kind", "Message", "MessageError", "MessageStore", "NewMessage", "NotCancellable",
+           "NotClaimable", "NotFound", "OutboxFull", "OutgoingMessage", "Status", "StoreCorrupt",
+           "StoreError", "StoreUnavailable", "WrongStatus", "body_hash", "check_idempotency_key",
+           "open_store", "parse_new_message"]
+
+
+def open_store(*, client_id: str, data_dir: str | os.PathLike[str], database_url: str | None = None,
+               timeout_s: float = 5.0) -> MessageStore:
+    """PostgreSQL at `database_url` when given (nothing contacted yet), else SQLite at
+    `<data_dir>/messages-<client id>.sqlite3` (opened now: may raise StoreCorrupt or
+    StoreUnavailable). `timeout_s` bounds each database call."""
+    if database_url:
+        from .postgres import PostgresMessageStore
+
+        return PostgresMessageStore(database_url, client_id, timeout_s=timeout_s)
+    from .sqlite import SqliteMessageStore, default_path
+
+    return SqliteMessageStore(default_path(data_dir, client_id), client_id, busy_timeout_s=timeout_s)

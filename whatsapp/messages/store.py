@@ -1,0 +1,193 @@
+"""The message store's interface: the outbox of accepted messages and the record of incoming
+ones, durable across crashes. One set of semantics; `sql.SqlStore` implements it once for
+both backends (`sqlite.SqliteMessageStore`, `postgres.PostgresMessageStore`).
+
+Every method is thread-safe (request threads and the session's owner thread call at once)
+and is one transaction: it happens entirely or not at all. Every method may raise
+`StoreUnavailable`; when it does, a write may or may not have happened (a connection lost
+during COMMIT cannot tell), which is what idempotency keys are for.
+"""
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from datetime import datetime
+
+from .model import IncomingMessage, Kind, Message, OutgoingMessage, Status
+
+IDEMPOTENCY_KEEP_S = 24 * 3600  # contract: keys are kept 24 h at least
+MAX_LIMIT = 500
+
+
+class StoreError(Exception):
+    """Base of the store's own errors."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached, did not answer in time, is locked by another process
+    or the disk is full. The message says which, never a password. Usually temporary."""
+
+
+class StoreCorrupt(StoreUnavailable):
+    """The database file is damaged. Not temporary; it is never replaced silently, since it
+    holds accepted messages: a person must look (the message names the file)."""
+
+
+class OutboxFull(StoreError):
+    """`max_queued` messages are already waiting (queued or sending)."""
+
+
+class IdempotencyMismatch(StoreError):
+    """The idempotency key was used, within 24 h, for a different body. `.message` is the
+    message accepted under it."""
+
+    def __init__(self, key: str, message: OutgoingMessage):
+        super().__init__(f"idempotency key {key!r} was used for another request (message {message.id})")
+        self.key, self.message = key, message
+
+
+class NotFound(StoreError):
+    """No message with that id (in this client id)."""
+
+
+class WrongStatus(StoreError):
+    """The message is not in a status this operation applies to; `.message` is it as it is now."""
+
+    def __init__(self, what: str, message: OutgoingMessage):
+        super().__init__(f"message {message.id} is {message.status.value}: {what}")
+        self.message = message
+
+
+class NotCancellable(WrongStatus):
+    """Only a queued message can be cancelled (the API answers 409)."""
+
+
+class NotClaimable(WrongStatus):
+    """`claim` needs a queued message, `retry_claim` a sending one (e.g. it was cancelled
+    or expired meanwhile)."""
+
+
+class InvalidCursor(ValueError):
+    """An `after` cursor this store did not hand out (the API answers 400)."""
+
+
+class MessageStore(abc.ABC):
+    """The outbox and the incoming record of one client id.
+
+    Ordering: outgoing messages are ordered by acceptance (a sequence assigned inside the
+    accepting transaction, which is serialised per client id, so commit order and sequence
+    order agree and a paging reader never skips a row). Ids are opaque unique strings.
+    Times are the `now` the caller passes (timezone-aware), kept to the millisecond.
+    Retention: idempotency keys are pruned after 24 h; messages and dedupe keys are kept
+    (the user's history, and what stops an old incoming row being published again).
+    """
+
+    # -- the API ------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def accept(self, to: str, text: str, idempotency_key: str | None, body_hash: str | None,
+               now: datetime, max_queued: int) -> tuple[OutgoingMessage, bool]:
+        """Queue a message, durably (fsynced / committed) before returning; `(message, True)`.
+
+        `to` digits and `text` as `model.parse_new_message` left them; `body_hash` from
+        `model.body_hash` (computed when None). With a key used in the last 24 h: the same
+        hash returns `(first message as it is now, False)` and queues nothing; another hash
+        raises IdempotencyMismatch. Else, with `max_queued` or more waiting: OutboxFull."""
+
+    @abc.abstractmethod
+    def get(self, message_id: str) -> Message:
+        """The message (either direction); NotFound when unknown."""
+
+    @abc.abstractmethod
+    def list_messages(self, direction: str, status: Status | str | None = None, limit: int = 100,
+                      after: str | None = None) -> tuple[list[Message], str | None]:
+        """Messages of `direction` ("out" or "in"), oldest first, optionally of one `status`
+        (outgoing only), at most `limit` (1 to 500), after the cursor `after`. Returns the
+        page and the cursor of the next one (None when this page is the last). ValueError on
+        a bad argument, InvalidCursor on a cursor not from this method."""
+
+    @abc.abstractmethod
+    def cancel(self, message_id: str, now: datetime) -> OutgoingMessage:
+        """A queued message fails with `cancelled`; NotCancellable once it is sending or
+        later, NotFound when unknown."""
+
+    @abc.abstractmethod
+    def counts(self, now: datetime) -> dict[str, int | float | None]:
+        """`{"queued": n, "sending": n, "oldestQueuedAgeS": s}`; the age (seconds, ms
+        precision, never negative) is of the oldest message not yet handed to WhatsApp
+        (queued or sending: a message on the clock is a health signal too), None if none.
+        Index-only: cheap with 10,000 waiting."""
+
+    # -- the sender (the session's owner thread) --------------------------------------------------
+    @abc.abstractmethod
+    def next_queued(self) -> OutgoingMessage | None:
+        """The oldest queued message, or None."""
+
+    @abc.abstractmethod
+    def in_flight(self) -> list[OutgoingMessage]:
+        """Messages in `sending`, oldest first: after a crash, look for these in their chats
+        before sending anything else."""
+
+    @abc.abstractmethod
+    def claim(self, message_id: str, now: datetime) -> OutgoingMessage:
+        """queued -> sending, attempts + 1. NotClaimable if not queued (cancelled, expired,
+        failed meanwhile), NotFound when unknown."""
+
+    @abc.abstractmethod
+    def retry_claim(self, message_id: str, now: datetime) -> OutgoingMessage:
+        """Count one more attempt on a message in `sending` (typing it again after checking
+        the chat); NotClaimable if it is not sending."""
+
+    @abc.abstractmethod
+    def mark(self, message_id: str, status: Status | str, now: datetime,
+             wa_id: str | None = None) -> OutgoingMessage | None:
+        """Move forward to sent, delivered or read and set that time, and the times of steps
+        skipped (read seen first sets deliveredAt and sentAt to now too). `wa_id`, when given
+        and different, is recorded. Returns the message, or None when nothing changed (same
+        or earlier status, or failed). ValueError for another target status."""
+
+    @abc.abstractmethod
+    def fail(self, message_id: str, code: str, message: str, now: datetime) -> OutgoingMessage | None:
+        """A queued or sending message fails with `{code, message}`; None when it is already
+        past that (sent or later, or failed). NotFound when unknown."""
+
+    @abc.abstractmethod
+    def fail_queued(self, code: str, message: str, now: datetime) -> list[OutgoingMessage]:
+        """Every queued AND sending message fails (a logout: nothing may go out from the next
+        account linked). Returns them, oldest first."""
+
+    @abc.abstractmethod
+    def expire(self, accepted_before: datetime, now: datetime) -> list[OutgoingMessage]:
+        """Queued messages accepted before `accepted_before` fail with `expired` (a message
+        already sending is not expired: it may be on its way). Returns them, oldest first."""
+
+    @abc.abstractmethod
+    def awaiting_ack(self, limit: int = 100) -> list[OutgoingMessage]:
+        """Sent or delivered messages with a waId whose ticks may still change, newest first
+        (the recent ones are the ones that move; an old never-read one must not crowd them out)."""
+
+    # -- incoming ---------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def add_incoming(self, chat: str, keys: Sequence[str], sender: str | None, text: str | None,
+                     kind: Kind | str, wa_id: str | None, timestamp: str | None,
+                     now: datetime) -> IncomingMessage | None:
+        """Record an incoming message once. `keys`: its dedupe keys (its waId in each form,
+        a fallback of time + text + sender), at least one. If ANY of them is already recorded
+        for `chat`: None (already published). Else the message and all its keys are stored
+        together and the new message is returned: publish it. Racing calls cannot both win."""
+
+    @abc.abstractmethod
+    def seen(self, chat: str, keys: Sequence[str]) -> set[str]:
+        """Which of `keys` are already recorded for `chat`."""
+
+    # -- housekeeping -----------------------------------------------------------------------------
+    @abc.abstractmethod
+    def prune(self, now: datetime) -> int:
+        """Delete idempotency keys older than 24 h; returns how many. Messages are kept."""
+
+    @abc.abstractmethod
+    def check(self) -> None:
+        """Open / create the schema now; raises StoreUnavailable (or StoreCorrupt) if it cannot."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release connections and files; idempotent. Calls afterwards raise StoreUnavailable."""
