@@ -129,7 +129,9 @@ class Context:
 
     def server(self, data_dir: Path, env: dict | None = None, **kwargs) -> ServerProcess:
         """A server as the Procfile starts it, against the simulator; not started yet."""
-        server = ServerProcess(data_dir, {"WHATSAPP_WEB_URL": self.sim.url, **(env or {})}, **kwargs)
+        # "info": the timelines read every WebDriver command from chromedriver's log.
+        env = {"WHATSAPP_WEB_URL": self.sim.url, "WHATSAPP_DRIVER_LOG": "info", **(env or {})}
+        server = ServerProcess(data_dir, env, **kwargs)
         self._servers.append(server)
         return server
 

@@ -20,11 +20,12 @@ Contract:
 
 import collections
 import hmac
+import json
 import re
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from . import codes
 from .chats import Conversations
@@ -244,6 +245,17 @@ class SimState:
 
     # -- the phone side ----------------------------------------------------------------
 
+    def key_material(self) -> list[str]:
+        """Every secret a linked browser holds (device secrets, WANoiseInfo's keys): for
+        tests that check none of it ever reaches a log. Not served over HTTP."""
+        found = []
+        with self.changed:
+            for dev in self._devices.values():
+                found.append(dev.secret)
+                for pair in json.loads(dev.noise).values():
+                    found.extend(pair.values())
+        return found
+
     def phone_state(self) -> dict:
         with self.changed:
             now = time.monotonic()
@@ -274,7 +286,7 @@ class SimState:
                 raise SimError(410, "qr_expired", "This QR code has rotated out; scan the one shown now.")
             dev_id, self._next_device = self._next_device, self._next_device + 1
             dev = Device(dev_id, f"{self.options.phone}:{dev_id}@c.us",
-                         datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                         datetime.now(UTC).isoformat(timespec="seconds"),
                          codes.new_secret(), codes.noise_info())
             self._devices[dev_id] = dev
             page.device = dev_id

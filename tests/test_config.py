@@ -64,6 +64,7 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
     "WHATSAPP_MESSAGE_TTL_S": (["60", "86400"], ["0", "-5"]),
     "WHATSAPP_OUTBOX_MAX": (["1", "10000"], ["0", "1.5", "lots"]),
     "WHATSAPP_RECEIVE": (["0", "on"], ["2"]),
+    "WHATSAPP_DRIVER_LOG": (["off", "WARNING", "info"], ["loud", "verbose"]),
 }
 # Values that hold a secret (or a URL that may): never echoed in the error line.
 SECRET_VARIABLES = {"WHATSAPP_API_KEY", "WHATSAPP_WEBHOOK_SECRET", "WHATSAPP_BACKUP_DATABASE_URL",

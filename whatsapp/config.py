@@ -53,6 +53,9 @@ class Config:
     # Bounds on the browser: every WebDriver command, a page load or script, and the time
     # from launch to a recognised WhatsApp screen (then from linking to the chat list).
     driver_timeout_s: float = 30.0
+    # chromedriver's own log (<dir>/chromedriver.log): "warning" keeps why Chromium would not
+    # start and leaves out every command and script result (which can carry page data).
+    driver_log: str = "warning"
     page_timeout_s: float = 30.0
     startup_timeout_s: float = 90.0
     sync_timeout_s: float = 300.0
@@ -181,6 +184,13 @@ def _log_level(raw: str) -> str:
     level = raw.upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise ValueError("expected one of debug, info, warning, error, critical")
+    return level
+
+
+def _driver_log(raw: str) -> str:
+    level = raw.lower()
+    if level not in ("off", "severe", "warning", "info", "debug", "all"):
+        raise ValueError("expected one of off, severe, warning, info, debug, all")
     return level
 
 
@@ -327,6 +337,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "api_key": ("WHATSAPP_API_KEY", _api_key),
     "local_only": ("WHATSAPP_LOCAL_ONLY", _boolean),
     "driver_timeout_s": ("WHATSAPP_DRIVER_TIMEOUT_S", _number(1)),
+    "driver_log": ("WHATSAPP_DRIVER_LOG", _driver_log),
     "page_timeout_s": ("WHATSAPP_PAGE_TIMEOUT_S", _number(1)),
     "startup_timeout_s": ("WHATSAPP_STARTUP_TIMEOUT_S", _number(1)),
     "sync_timeout_s": ("WHATSAPP_SYNC_TIMEOUT_S", _number(1)),

@@ -126,6 +126,7 @@ class Effects:
         def work() -> S.Event:
             with self._driver() as browser:
                 state = page.read_state(browser.driver)
+            browser.bound_log()
             if action.check_owner:
                 self.keeper.keep_owner()
             return S.PageRead(state)
@@ -135,6 +136,7 @@ class Effects:
         def work() -> S.Event:
             with self._driver() as browser:
                 state = page.read_state(browser.driver)
+            browser.bound_log()
             reachable = None
             if state.screen is page.Screen.CHATS:
                 reachable = self._reachable()

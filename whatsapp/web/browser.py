@@ -57,6 +57,7 @@ BASE_ARGS = (
     "--renderer-process-limit=1",
 )
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "chrome")
+LOG_MAX_BYTES = 2 << 20
 
 
 def find_chrome(config: Config) -> str:
@@ -128,10 +129,11 @@ def chrome_options(config: Config, chrome_bin: str, profile_dir: Path) -> webdri
 class Browser:
     """One running chromedriver + Chromium tree. Only the owner thread calls `driver`."""
 
-    def __init__(self, driver: webdriver.Remote, service: Service, profile_dir: Path):
+    def __init__(self, driver: webdriver.Remote, service: Service, profile_dir: Path, log_path: Path):
         self.driver = driver
         self.service = service
         self.profile_dir = profile_dir
+        self.log_path = log_path
         self.pgid = service.process.pid  # chromedriver leads its own process group
 
     @classmethod
@@ -144,8 +146,10 @@ class Browser:
             os.replace(log_path, log_path.with_name(log_path.name + ".1"))
         os.close(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600))
         os.chmod(log_path, 0o600)
-        service = Service(driver_path, log_output=str(log_path),
-                          popen_kw={"process_group": 0})
+        # --append-log: chromedriver then writes at the end of the file whatever its size, so
+        # `bound_log` can cut it in place while it runs.
+        service = Service(driver_path, log_output=str(log_path), popen_kw={"process_group": 0},
+                          service_args=[f"--log-level={config.driver_log.upper()}", "--append-log"])
         try:
             service.start()
         except WebDriverException as exc:
@@ -166,7 +170,18 @@ class Browser:
                                f" (chromedriver log: {log_path})") from exc
         driver.set_page_load_timeout(config.page_timeout_s)
         driver.set_script_timeout(config.page_timeout_s)
-        return cls(driver, service, profile_dir)
+        return cls(driver, service, profile_dir, log_path)
+
+    def bound_log(self, max_bytes: int = LOG_MAX_BYTES) -> None:
+        """Keep chromedriver's log under `max_bytes`: past it, it becomes `<name>.1` and
+        starts afresh (a page read logs ~3 KB at "info": 550 MB a day on an unattended QR)."""
+        try:
+            if self.log_path.stat().st_size <= max_bytes:
+                return
+            shutil.copyfile(self.log_path, self.log_path.with_name(self.log_path.name + ".1"))
+            os.truncate(self.log_path, 0)  # lines written between the copy and this are lost
+        except OSError as exc:
+            log.warning("could not bound %s: %s", self.log_path, exc)
 
     def alive(self) -> bool:
         return self.service.process.poll() is None

@@ -46,7 +46,10 @@ const text = (el) => (el && (el.innerText || el.textContent) || "");
 const bodyText = text(document.body);
 let store = {};
 try {
-  for (const key of [L.wid, L.noise, L.pushname, L.platform]) store[key] = localStorage.getItem(key);
+  for (const key of [L.wid, L.pushname, L.platform]) store[key] = localStorage.getItem(key);
+  // Only whether it is there: it holds the session's private keys, and chromedriver may log
+  // every script's result.
+  store[L.noise] = localStorage.getItem(L.noise) !== null;
 } catch (e) {}
 const out = {url: location.href, store: store, screen: "unknown", qr: null, offline: false, progress: null};
 const dialog = Array.from(document.querySelectorAll(L.dialog)).find(
@@ -91,7 +94,7 @@ def read_state(driver) -> PageState:
         qr=raw.get("qr"),
         offline=bool(raw.get("offline")),
         post_logout=L.POST_LOGOUT_QUERY in (raw.get("url") or ""),
-        stored_login=bool(wid and store.get(L.STORAGE_NOISE)),
+        stored_login=bool(wid and store.get(L.STORAGE_NOISE) is True),
         account=account_from_storage(store),
         progress=raw.get("progress"),
         url=raw.get("url") or "",
