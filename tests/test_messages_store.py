@@ -297,7 +297,7 @@ def test_fail_only_from_queued_or_sending(store):
     assert failed.to_json()["error"] == {"code": "not_on_whatsapp", "message": "The number is not on WhatsApp"}
     assert store.fail(queued.id, "expired", "again", at(2)) is None  # fails once, first error kept
     assert store.get(queued.id).error.code == "not_on_whatsapp"
-    assert store.mark(queued.id, Status.SENT, at(3)) is None  # failed is terminal
+    assert store.mark(queued.id, Status.SENT, at(3), wa_id="W") is None  # failed is terminal
     sending, _ = accept(store, "b")
     store.claim(sending.id, at(4))
     assert store.fail(sending.id, "some_new_code", "newer failure", at(5)).error.code == "some_new_code"
@@ -679,6 +679,23 @@ def test_sqlite_locked_by_another_process_is_unavailable_then_fine(tmp_path):
         store.close()
 
 
+def test_sqlite_disk_full_is_unavailable_with_a_clear_message_and_loses_nothing(tmp_path):
+    store = SqliteMessageStore(tmp_path / "messages-c.sqlite3", "c")
+    try:
+        kept = [accept(store, f"before {i}")[0] for i in range(3)]
+        pages = store._conn.execute("PRAGMA page_count").fetchone()[0]
+        store._conn.execute(f"PRAGMA max_page_count = {pages + 8}")  # a disk with 32 KiB left
+        with pytest.raises(StoreUnavailable, match="is full") as caught:
+            for i in range(100):
+                accept(store, f"big {i} " + "x" * 20_000)
+        assert str(tmp_path) in str(caught.value)
+        assert [store.get(m.id) for m in kept] == kept
+        store._conn.execute("PRAGMA max_page_count = 1073741823")  # space again
+        accept(store, "after")
+    finally:
+        store.close()
+
+
 def test_a_closed_store_is_unavailable(backend, store):
     accept(store)
     store.close()
@@ -740,7 +757,7 @@ def test_postgres_frozen_is_bounded_and_recovers(pg_backend, pg_store):
     try:
         for n in range(3):
             started = time.monotonic()
-            with pytest.raises(StoreUnavailable, match=r"no answer|busy"):
+            with pytest.raises(StoreUnavailable, match=r"no answer|busy|timeout"):
                 accept(pg_store, f"frozen {n}", key=f"frozen-{n}")
             assert time.monotonic() - started < PG_TIMEOUT_S + 1.0
     finally:

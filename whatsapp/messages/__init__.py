@@ -4,8 +4,11 @@
     store = open_store(client_id=..., data_dir=..., database_url="postgres://...")
     message, created = store.accept(new.to, new.text, key, new.body_hash, now, max_queued)
 
-`model` holds the message objects and the request checks, `store` the interface and its
-errors, `sql` the one implementation, `sqlite` and `postgres` the two backends.
+Modules: `model` (the message objects, the request checks; pure), `store` (the interface
+and its errors), `sql` (its one implementation), `schema` (tables and SQL text), `rows`
+(rows to messages, cursors), `sqlite` and `postgres` (the backends), `bounded` (calls that
+return in time, the connection pool). Nothing here knows about HTTP, the browser or
+`whatsapp.config`.
 """
 from __future__ import annotations
 

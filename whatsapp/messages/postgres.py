@@ -55,7 +55,7 @@ class _PgTx:
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> Rows:
         cursor = self._conn.execute(_pg(sql), params)
-        return Rows(cursor.fetchall() if cursor.description is not None else [])
+        return Rows(cursor.fetchall() if cursor.description is not None else [], cursor.rowcount)
 
     def lock(self) -> None:
         self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._key,))

@@ -17,12 +17,13 @@ _CURSOR_RE = re.compile(r"m1\.([0-9]{1,19})")
 
 class Rows:
     """The rows a statement returned, read to the end (an SQLite statement left half-stepped
-    would block the COMMIT); empty for a statement that returns none."""
+    would block the COMMIT), empty for a statement that returns none; and how many rows it
+    changed (`rowcount`, for INSERT / UPDATE / DELETE)."""
 
-    __slots__ = ("rows",)
+    __slots__ = ("rowcount", "rows")
 
-    def __init__(self, rows: list[Any]):
-        self.rows = rows
+    def __init__(self, rows: list[Any], rowcount: int = -1):
+        self.rows, self.rowcount = rows, rowcount
 
     def fetchone(self) -> Any:
         return self.rows[0] if self.rows else None

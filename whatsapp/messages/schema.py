@@ -18,11 +18,11 @@ into `%s`. The DDL differs in the sequence column, the integer width and the tri
       idempotency_key
     whatsapp_idempotency    (client_id, key) -> body_hash, message_id, created_ms; pruned after 24 h
     whatsapp_seen           (client_id, chat, key) -> message_id, created_ms: incoming dedupe keys
-    whatsapp_counts         (client_id, status) -> n, for queued and sending only, kept
+    whatsapp_message_counts (client_id, status) -> n, for queued and sending only, kept
                             by triggers on whatsapp_messages
 
 Indexes: (client_id, status, seq) serves the sender's queries and status-filtered pages;
-(client_id, direction, seq) serves pages. The outbox size is read from whatsapp_counts, not
+(client_id, direction, seq) serves pages. The outbox size is read from whatsapp_message_counts, not
 counted, because every accept needs it: in PostgreSQL a count walks every index entry of
 the waiting messages, dead ones included until a vacuum, which at 10,000 waiting cost
 several milliseconds per accept; the counter costs one primary-key lookup. Triggers rather
@@ -33,7 +33,7 @@ deadlock.
 from __future__ import annotations
 
 MESSAGES, IDEMPOTENCY, SEEN = "whatsapp_messages", "whatsapp_idempotency", "whatsapp_seen"
-COUNTS = "whatsapp_counts"
+COUNTS = "whatsapp_message_counts"
 
 _STATUSES = "'queued', 'sending', 'sent', 'delivered', 'read', 'failed'"
 

@@ -141,6 +141,8 @@ class SqlStore(MessageStore):
         return self._of_status(Status.SENDING, 1_000_000)
 
     def claim(self, message_id: str, now: datetime) -> OutgoingMessage:
+        # `now` is part of the interface so that a claim time can be kept without changing
+        # callers; the contract's object has none today.
         return self._bump(message_id, Status.QUEUED, "only a queued message can be claimed")
 
     def retry_claim(self, message_id: str, now: datetime) -> OutgoingMessage:
@@ -168,7 +170,7 @@ class SqlStore(MessageStore):
             if wa_id is not None:
                 rows = tx.execute(
                     f"UPDATE {q.MESSAGES} SET wa_id = ? WHERE {q.WHERE_ONE}"
-                    " AND direction = 'out' AND (wa_id IS NULL OR wa_id <> ?)"
+                    " AND status <> 'failed' AND (wa_id IS NULL OR wa_id <> ?)"
                     f" RETURNING {q.COLUMNS}", (wa_id, cid, message_id, wa_id)).fetchall() or rows
             if rows:
                 return True, to_message(rows[0])
@@ -235,7 +237,7 @@ class SqlStore(MessageStore):
         def run(tx: Tx) -> int:
             tx.lock()
             recount(tx, cid)  # cheap (the waiting rows only), and repairs a TRUNCATE by hand
-            return len(tx.execute(q.IDEMPOTENCY_PRUNE + " RETURNING key", (cid, cutoff)).fetchall())
+            return tx.execute(q.IDEMPOTENCY_PRUNE, (cid, cutoff)).rowcount
 
         return self._transaction("prune idempotency keys", run)
 

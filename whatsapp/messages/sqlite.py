@@ -38,7 +38,8 @@ class _SqliteTx:
         self._conn = conn
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> Rows:
-        return Rows(self._conn.execute(sql, params).fetchall())
+        cursor = self._conn.execute(sql, params)
+        return Rows(cursor.fetchall(), cursor.rowcount)
 
     def lock(self) -> None:
         pass  # BEGIN IMMEDIATE already holds SQLite's write lock, and one connection our lock
