@@ -12,7 +12,7 @@ a 30 s backoff runs in microseconds.
 from __future__ import annotations
 
 from collections import deque
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from whatsapp.failures import Failure
 from whatsapp.session import steps as S
@@ -21,7 +21,7 @@ from whatsapp.states import Account, Status
 from whatsapp.web.page import PageState, Screen
 
 ACCOUNT = Account(wid="15550001111:2@c.us", phone="15550001111", pushname="Phone", platform="android")
-START = datetime(2026, 12, 1, tzinfo=timezone.utc)
+START = datetime(2026, 12, 1, tzinfo=UTC)
 
 
 def chats() -> PageState:

@@ -311,10 +311,15 @@ def test_outage_then_ready_without_qr(servers, sim):
     assert_login_kept(server, sim, wid, qr_issued)
 
 
-def test_outage_longer_than_all_attempts(servers, sim):
+@pytest.mark.parametrize("by", ["initialize", "itself"])
+def test_outage_longer_than_all_attempts(servers, sim, by):
+    """Attempts used up: `failed`, nothing running, the login kept; back by POST /initialize,
+    or by itself once WhatsApp answers again (WHATSAPP_FAILED_RETRY_S)."""
+    retry = {"initialize": "0", "itself": "2"}[by]
     server, wid = linked_server(servers, sim, env={"WHATSAPP_RECONNECT_MAX_ATTEMPTS": "2",
                                                    "WHATSAPP_RECONNECT_STEP_S": "0.5",
-                                                   "WHATSAPP_RECONNECT_MAX_DELAY_S": "1"})
+                                                   "WHATSAPP_RECONNECT_MAX_DELAY_S": "1",
+                                                   "WHATSAPP_FAILED_RETRY_S": retry})
     qr_issued = sim.phone_state()["qr_issued"]
     tree = browser_tree(server)
     with StatusWatch(server) as watch:
@@ -329,12 +334,17 @@ def test_outage_longer_than_all_attempts(servers, sim):
         old_tree_gone(tree)
         wait_for(lambda: not browser_tree(server)["all"], 30, message="no browser while failed")
         assert_login_kept(server, sim, wid, qr_issued)
+        if by == "itself":  # still down at the next check: it stays failed, no browser
+            seen = watch.observe(3)
+            assert seen and all(s["status"] == "failed" for s in seen), [s["status"] for s in seen]
+            assert not browser_tree(server)["all"]
 
         sim.outage(0)
         again = watch.mark()
-        code, body = server.post("/api/whatsapp/initialize")
-        assert code in (200, 202), (code, body)
-        ready = watch.wait(lambda s: s["status"] == "ready", RECOVER_S, "ready after initialize", again)
+        if by == "initialize":
+            code, body = server.post("/api/whatsapp/initialize")
+            assert code in (200, 202), (code, body)
+        ready = watch.wait(lambda s: s["status"] == "ready", RECOVER_S, f"ready by {by}", again)
         assert ready["reconnectAttempts"] == 0 and ready["monitorActive"] is True, ready
         assert_no_qr(watch)
     assert_login_kept(server, sim, wid, qr_issued)

@@ -8,11 +8,17 @@ page states, failures and commands removes the login unless it holds a phone log
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings, strategies as st
-
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from machine_world import World, chats, conflict, loading, qr, qr_expired, screen
-from whatsapp.failures import (BrowserGone, LaunchFailed, NetworkDown, PageUnresponsive, ProfileLocked,
-                               UnsupportedBrowser)
+
+from whatsapp.failures import (
+    BrowserGone,
+    LaunchFailed,
+    NetworkDown,
+    PageUnresponsive,
+    ProfileLocked,
+)
 from whatsapp.session import steps as S
 from whatsapp.session.machine import Phase, Timing
 from whatsapp.states import Reason, Status
