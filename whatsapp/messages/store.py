@@ -115,7 +115,7 @@ class MessageStore(abc.ABC):
         """`{"queued": n, "sending": n, "oldestQueuedAgeS": s}`; the age (seconds, ms
         precision, never negative) is of the oldest message not yet handed to WhatsApp
         (queued or sending: a message on the clock is a health signal too), None if none.
-        Index-only: cheap with 10,000 waiting."""
+        Counters kept by triggers plus two index seeks: as cheap with 10,000 waiting as with none."""
 
     # -- the sender (the session's owner thread) --------------------------------------------------
     @abc.abstractmethod
@@ -142,8 +142,9 @@ class MessageStore(abc.ABC):
              wa_id: str | None = None) -> OutgoingMessage | None:
         """Move forward to sent, delivered or read and set that time, and the times of steps
         skipped (read seen first sets deliveredAt and sentAt to now too). `wa_id`, when given
-        and different, is recorded. Returns the message, or None when nothing changed (same
-        or earlier status, or failed). ValueError for another target status."""
+        and different, is recorded (the page's newer form of an id wins), except on a failed
+        message. Returns the message, or None when nothing changed (same or earlier status,
+        or failed). NotFound when unknown, ValueError for another target status."""
 
     @abc.abstractmethod
     def fail(self, message_id: str, code: str, message: str, now: datetime) -> OutgoingMessage | None:
@@ -182,7 +183,9 @@ class MessageStore(abc.ABC):
     # -- housekeeping -----------------------------------------------------------------------------
     @abc.abstractmethod
     def prune(self, now: datetime) -> int:
-        """Delete idempotency keys older than 24 h; returns how many. Messages are kept."""
+        """Delete idempotency keys older than 24 h; returns how many. Messages and dedupe keys
+        are kept. Also rebuilds the waiting counters from the rows (cheap; repairs a TRUNCATE
+        by hand). Meant to run now and then, e.g. hourly."""
 
     @abc.abstractmethod
     def check(self) -> None:
