@@ -914,3 +914,27 @@ def test_run_bounded_returns_raises_or_gives_up_in_time():
         run_bounded(lambda: release.wait(30), 0.2, "t")
     assert time.monotonic() - started < 2
     release.set()
+
+
+# -- what the sender asks after a crash --------------------------------------------------------
+
+def test_a_waid_is_noted_on_a_sending_message_only(store):
+    message, _ = accept(store)
+    assert store.note_wa_id(message.id, "3EB0AAAA") is None, "queued: not typed yet"
+    store.claim(message.id, T0)
+    noted = store.note_wa_id(message.id, "3EB0AAAA")
+    assert noted is not None and noted.wa_id == "3EB0AAAA" and noted.status is Status.SENDING
+    store.mark(message.id, Status.SENT, T0)
+    assert store.note_wa_id(message.id, "3EB0BBBB") is None, "sent: its waId is settled"
+    assert store.get(message.id).wa_id == "3EB0AAAA"
+
+
+def test_the_waids_given_in_a_chat_since_a_time(store):
+    old, _ = accept(store, "old", now=T0)
+    new, _ = accept(store, "new", now=T0 + timedelta(minutes=5))
+    other, _ = accept(store, "other", to="15550002222", now=T0 + timedelta(minutes=5))
+    for message, wa_id in ((old, "W-OLD"), (new, "W-NEW"), (other, "W-OTHER")):
+        store.claim(message.id, T0)
+        store.mark(message.id, Status.SENT, T0, wa_id=wa_id)
+    assert store.wa_ids_to(TO, since=T0 + timedelta(minutes=1)) == {"W-NEW"}
+    assert store.wa_ids_to(TO, since=T0) == {"W-OLD", "W-NEW"}

@@ -60,6 +60,8 @@ def ddl(seq: str, bigint: str) -> list[str]:
             UNIQUE (client_id, id))""",
         f"CREATE INDEX IF NOT EXISTS {MESSAGES}_status ON {MESSAGES} (client_id, status, seq)",
         f"CREATE INDEX IF NOT EXISTS {MESSAGES}_direction ON {MESSAGES} (client_id, direction, seq)",
+        # The sender's look into a chat after a crash: the waIds already given to messages.
+        f"CREATE INDEX IF NOT EXISTS {MESSAGES}_to ON {MESSAGES} (client_id, to_number, created_ms)",
         f"""CREATE TABLE IF NOT EXISTS {IDEMPOTENCY} (
             client_id TEXT NOT NULL, key TEXT NOT NULL, body_hash TEXT NOT NULL,
             message_id TEXT NOT NULL, created_ms {bigint} NOT NULL,
@@ -158,6 +160,8 @@ IDEMPOTENCY_PUT = (f"INSERT INTO {IDEMPOTENCY} (client_id, key, body_hash, messa
                    " body_hash = excluded.body_hash, message_id = excluded.message_id,"
                    " created_ms = excluded.created_ms")
 IDEMPOTENCY_PRUNE = f"DELETE FROM {IDEMPOTENCY} WHERE client_id = ? AND created_ms < ?"
+WA_IDS_TO = (f"SELECT wa_id FROM {MESSAGES} WHERE client_id = ? AND to_number = ? AND direction = 'out'"
+             " AND created_ms >= ? AND wa_id IS NOT NULL")
 SEEN_PUT = f"INSERT INTO {SEEN} (client_id, chat, key, message_id, created_ms) VALUES (?, ?, ?, ?, ?)"
 
 

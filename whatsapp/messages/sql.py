@@ -181,6 +181,16 @@ class SqlStore(MessageStore):
             raise NotFound(f"no outgoing message {message_id!r}")
         return found if changed else None
 
+    def note_wa_id(self, message_id: str, wa_id: str) -> OutgoingMessage | None:
+        changed, found = self._update_one(message_id, "wa_id = ?", "status = 'sending'", (clean(wa_id),), (),
+                                          "note a waId")
+        return found if changed else None
+
+    def wa_ids_to(self, to: str, since: datetime) -> set[str]:
+        rows = self._transaction("list waIds of a chat", lambda tx: tx.execute(
+            q.WA_IDS_TO, (self.client_id, to, to_ms(since))).fetchall())
+        return {row[0] for row in rows}
+
     def fail(self, message_id: str, code: str, message: str, now: datetime) -> OutgoingMessage | None:
         changed, found = self._fail_one(message_id, _WAITING, code, message, now)
         return found if changed else None

@@ -147,6 +147,16 @@ class MessageStore(abc.ABC):
         or failed). NotFound when unknown, ValueError for another target status."""
 
     @abc.abstractmethod
+    def note_wa_id(self, message_id: str, wa_id: str) -> OutgoingMessage | None:
+        """Record the waId of a message still `sending` (typed, seen on the clock: WhatsApp
+        sends it when it can, so it is never typed again). None when it is not sending."""
+
+    @abc.abstractmethod
+    def wa_ids_to(self, to: str, since: datetime) -> set[str]:
+        """The waIds of outgoing messages to `to` accepted since `since`: rows of the chat
+        that belong to another message, when looking for one after a crash."""
+
+    @abc.abstractmethod
     def fail(self, message_id: str, code: str, message: str, now: datetime) -> OutgoingMessage | None:
         """A queued or sending message fails with `{code, message}`; None when it is already
         past that (sent or later, or failed). NotFound when unknown."""

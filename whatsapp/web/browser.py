@@ -58,6 +58,7 @@ BASE_ARGS = (
 )
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "chrome")
 LOG_MAX_BYTES = 2 << 20
+UI_LANGUAGE = "en-US"
 
 
 def find_chrome(config: Config) -> str:
@@ -122,6 +123,10 @@ def chrome_options(config: Config, chrome_bin: str, profile_dir: Path) -> webdri
     options.add_argument(f"--user-data-dir={profile_dir.resolve()}")
     options.add_argument(f"--user-agent={user_agent(config, chrome_bin)}")
     options.add_experimental_option("excludeSwitches", ["enable-automation"])
+    # Several markers are visible text or aria-labels that WhatsApp translates ("Send" is
+    # "Enviar" in Portuguese): pin the UI and the Accept-Language to English (whatsapp-web.md).
+    options.add_argument(f"--lang={UI_LANGUAGE}")
+    options.add_experimental_option("prefs", {"intl.accept_languages": f"{UI_LANGUAGE},en"})
     options.page_load_strategy = "normal"
     return options
 
