@@ -51,7 +51,8 @@ def screen(kind: Screen) -> PageState:
 class World:
     def __init__(self, *, pages=(), expects_login: bool = False, backups=(), timing: Timing | None = None,
                  reachable: bool = True, qr_wanted: bool = False, backup_in: float = float("inf"),
-                 restore_unresolved: bool = False):
+                 restore_unresolved: bool = False, outbox: int = 0, receiving: bool = False,
+                 unread: bool = False):
         self.machine = Machine(timing or Timing(reconnect_step_s=1, reconnect_max_delay_s=3,
                                                 reconnect_max_attempts=3, failed_retry_s=60,
                                                 monitor_interval_s=30))
@@ -65,6 +66,12 @@ class World:
         self.qr_wanted = qr_wanted
         self.backup_in = backup_in
         self.restore_unresolved = restore_unresolved
+        self.outbox = outbox                  # messages left to send
+        self.receiving = receiving
+        self.unread = unread                  # chats with unread messages keep coming
+        self.send_failures: deque[Failure] = deque()
+        self.step_cost = 0.5                  # seconds a send or a read takes on the page
+        self.probe_times: list[float] = []
         self.now = 0.0
         self.actions: list[S.Action] = []
         self.replies: list[str] = []
@@ -77,7 +84,8 @@ class World:
     def facts(self) -> S.Facts:
         return S.Facts(now=self.now, wall=START + timedelta(seconds=self.now),
                        expects_login=self.expects_login, qr_wanted=self.qr_wanted,
-                       backup_in=self.backup_in, restore_unresolved=self.restore_unresolved)
+                       backup_in=self.backup_in, restore_unresolved=self.restore_unresolved,
+                       outbox_waiting=self.outbox > 0, receiving=self.receiving)
 
     # -- driving ---------------------------------------------------------------------------
     def feed(self, event: S.Event) -> None:
@@ -147,6 +155,8 @@ class World:
                 return S.Launched(seconds=0.5, has_session=self.expects_login)
             case S.ReadPage() | S.Probe():
                 assert self.browser_open, f"{action} without a browser"
+                if isinstance(action, S.Probe):
+                    self.probe_times.append(self.now)
                 page = self.next_page()
                 if isinstance(page, Failure):
                     return S.Broke(page)
@@ -166,6 +176,17 @@ class World:
                     self.pages = deque([loading(), chats()])  # the restored login opens
                     return S.Restored(frozenset(tried), name, browser_closed=True)
                 return S.Restored(frozenset(tried), None, browser_closed=closed)
+            case S.SendNext():
+                assert self.browser_open and self.machine.status is Status.READY
+                self.now += self.step_cost
+                if self.send_failures:
+                    return S.Broke(self.send_failures.popleft())
+                self.outbox = max(0, self.outbox - 1)
+                return S.Sent(more=self.outbox > 0)
+            case S.ReadIncoming():
+                assert self.browser_open and self.machine.status is Status.READY
+                self.now += self.step_cost
+                return S.Received(unread=self.unread)
             case S.LogOutPage():
                 return S.PageLoggedOut(told_phone=self.browser_open and self.logged_out_told)
             case S.CheckReachable():

@@ -30,9 +30,11 @@ INIT, DISCONNECT, CLEAR, SHUTDOWN = (S.Command.INITIALIZE, S.Command.DISCONNECT,
 
 def ready_world(**kwargs) -> World:
     """A session that restored its saved login and is ready."""
+    outbox = kwargs.pop("outbox", 0)
     world = World(expects_login=True, pages=[loading(), chats()], **kwargs)
     world.ask(INIT)
     world.run_until(lambda: world.machine.status is Status.READY)
+    world.outbox = outbox
     return world
 
 
@@ -372,7 +374,7 @@ STEPS = st.lists(st.one_of(
 @given(steps=STEPS, expects_login=st.booleans(), backups=st.lists(st.sampled_from(["b1", "b2", "b3"]), unique=True))
 def test_only_a_phone_logout_disconnect_or_clear_session_ever_removes_the_login(steps, expects_login, backups):
     from collections import deque
-    world = World(expects_login=expects_login, pages=[loading()], backups=backups)
+    world = World(expects_login=expects_login, pages=[loading()], backups=backups, outbox=3, receiving=True)
     world.ask(INIT)
     for kind, value in steps:
         if kind == "page":
@@ -395,3 +397,65 @@ def test_only_a_phone_logout_disconnect_or_clear_session_ever_removes_the_login(
     if not saw_logout_page:
         assert not world.of(S.ForgetLogin)
     # Launch-watch pairing: no read without a browser was asserted by the world itself.
+
+
+# -- sending and receiving take turns between probes -------------------------------------------
+
+def steps_of(world: World, kinds=(S.Probe, S.SendNext, S.ReadIncoming)) -> list[str]:
+    return [type(a).__name__ for a in world.actions if isinstance(a, kinds)]
+
+
+def test_the_outbox_is_sent_in_turn_at_the_send_interval():
+    world = ready_world(outbox=3, timing=Timing(send_interval_s=2, monitor_interval_s=30))
+    times = []
+    for _ in range(10):
+        before = len(world.of(S.SendNext))
+        world.tick()
+        if len(world.of(S.SendNext)) > before:
+            times.append(world.now)
+    assert len(times) == 3 and world.outbox == 0
+    assert all(b - a >= 2 for a, b in zip(times, times[1:], strict=False)), "at least the send interval apart"
+
+
+def test_a_message_accepted_while_ready_wakes_the_owner():
+    world = ready_world(timing=Timing(monitor_interval_s=30))
+    assert world.machine.due == pytest.approx(world.now + 30)
+    world.outbox = 1
+    world.feed(S.OutboxChanged())
+    assert world.machine.due == world.now, "sent now, not at the next probe"
+    world.tick()
+    assert world.of(S.SendNext) and world.outbox == 0
+
+
+def test_sends_and_reads_take_turns_and_probes_are_never_starved():
+    world = ready_world(outbox=50, receiving=True, unread=True,
+                        timing=Timing(send_interval_s=0, monitor_interval_s=5))
+    world.run_steps(120)
+    kinds = steps_of(world)
+    sends, reads = kinds.count("SendNext"), kinds.count("ReadIncoming")
+    assert sends >= 20 and reads >= 20, kinds
+    moving = [kind for kind in kinds if kind != "Probe"][:2 * sends - 2]
+    assert "SendNext, SendNext" not in ", ".join(moving), "a steady stream of reads never starves the outbox"
+    assert "ReadIncoming, ReadIncoming" not in ", ".join(moving), "a long outbox never hides an answer"
+    probe_times = world.probe_times
+    assert len(probe_times) >= 3, "probes still run while messages move"
+    assert max(b - a for a, b in zip(probe_times, probe_times[1:])) <= 5 + 0.5, \
+        "a probe waits behind one step at most"
+
+
+def test_nothing_is_sent_or_read_unless_ready():
+    world = World(pages=[qr()], outbox=5, receiving=True, unread=True)
+    world.ask(INIT)
+    world.run_steps(20)
+    assert not world.of(S.SendNext) and not world.of(S.ReadIncoming)
+
+
+def test_a_browser_failure_during_a_send_reconnects_and_sending_resumes():
+    world = ready_world(outbox=2)
+    world.send_failures.append(BrowserGone("killed while typing"))
+    from collections import deque
+    world.pages = deque([chats(), loading(), chats()])
+    world.run_until(lambda: world.machine.status is Status.RECONNECTING)
+    world.run_until(lambda: world.machine.status is Status.READY)
+    world.run_until(lambda: world.outbox == 0)
+    assert login_untouched(world)

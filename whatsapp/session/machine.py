@@ -39,6 +39,7 @@ WATCH_INTERVAL_S = 0.5      # a QR page is read this often (it waits for a perso
 FAST_WATCH_S = 0.1          # a starting or loading page: one cheap script per read
 RESTORE_RETRY_S = 30.0      # a never-linked QR asks the unreachable database again
 UNREACHABLE_LIMIT = 2       # failed reachability checks in a row that make an outage
+RECEIVE_POLL_S = 1.0        # a ready page is looked at for incoming messages this often
 RECHECK_S = 5.0             # the next probe after one failed reachability check
 CLOSE_S = 2.0               # closing a broken browser
 FORGET_CLOSE_S = 3.0
@@ -64,6 +65,7 @@ class Timing:
     reconnect_step_s: float = 5.0
     reconnect_max_delay_s: float = 30.0
     reconnect_max_attempts: int = 5
+    send_interval_s: float = 2.0
 
     @classmethod
     def from_config(cls, config) -> Timing:
@@ -91,6 +93,8 @@ class Machine:
         self._restoring = ""                # "broken" or "fresh" while a RestoreNext runs
         self._unreachable = 0
         self._retry_failed = False          # `failed` after a temporary failure: look again
+        self._probe_at = self._send_at = self._receive_at = 0.0  # while ready: when each step is due
+        self._sent_last = False             # sends and reads take turns
         self._page: PageState | None = None
         self._account = Account()
         self._qr: str | None = None
@@ -119,6 +123,16 @@ class Machine:
                 self._forget(told_phone=told)
             case S.Reachability(reachable) if self.phase is Phase.FAILED:
                 self._on_reachability(reachable)
+            case S.OutboxChanged() if self.phase is Phase.READY:
+                self._ready_due()
+            case S.Sent(more) if self.phase is Phase.READY:
+                self._sent_last = True
+                self._send_at = self._now + self.timing.send_interval_s
+                self._ready_due()
+            case S.Received(unread) if self.phase is Phase.READY:
+                self._sent_last = False
+                self._receive_at = self._now + (0.0 if unread else RECEIVE_POLL_S)
+                self._ready_due()
         if self.phase is not Phase.READY:
             self.ready_since = None
         return self._out
@@ -219,7 +233,7 @@ class Machine:
                 self._owner_due = self._now + self.timing.monitor_interval_s
             self._do(S.ReadPage(check_owner=check_owner))
         elif self.phase is Phase.READY:
-            self._do(S.Probe())
+            self._ready_step()
         elif self.phase is Phase.FAILED and self._retry_failed:
             self._do(S.CheckReachable())
 
@@ -336,7 +350,10 @@ class Machine:
         self._conflict_seen = False
         self._unreachable = 0
         self.ready_since = self._now
-        self._enter(Phase.READY, min(self.timing.monitor_interval_s, max(0.0, self._facts.backup_in)))
+        self.phase = Phase.READY
+        self._probe_at = self._now + min(self.timing.monitor_interval_s, max(0.0, self._facts.backup_in))
+        self._send_at = self._receive_at = self._now
+        self._ready_due()
         # The record first, so that /status shows both together.
         self._do(S.MarkReady(page.account, linked_now=not restored))
         self._update(status=Status.READY, account=page.account, has_session=True, qr=None,
@@ -346,6 +363,30 @@ class Machine:
                                      "pushname": page.account.pushname}))
 
     # -- a ready page ----------------------------------------------------------------------------
+    def _ready_step(self) -> None:
+        """The health probe when it is due (it never waits behind more than one other step),
+        else a send or a read of incoming messages, taking turns when both are due."""
+        now = self._now
+        if now >= self._probe_at:
+            self._do(S.Probe())
+            return
+        send = self._facts.outbox_waiting and now >= self._send_at
+        receive = self._facts.receiving and now >= self._receive_at
+        if send and (not receive or not self._sent_last):
+            self._do(S.SendNext())
+        elif receive:
+            self._do(S.ReadIncoming(open_unread=True))
+        else:
+            self._ready_due()
+
+    def _ready_due(self) -> None:
+        due = self._probe_at
+        if self._facts.outbox_waiting:
+            due = min(due, self._send_at)
+        if self._facts.receiving:
+            due = min(due, self._receive_at)
+        self.due = max(due, self._now)
+
     def _probe(self, page: PageState, reachable: bool | None) -> None:
         self._page = page
         interval = self.timing.monitor_interval_s
@@ -355,13 +396,16 @@ class Machine:
                 self._unreachable += 1
                 if self._unreachable >= UNREACHABLE_LIMIT:
                     return self._fail(NetworkDown(f"WhatsApp Web did not answer {self._unreachable} checks in a row"))
-                return self._schedule(min(interval, RECHECK_S))
+                self._probe_at = self._now + min(interval, RECHECK_S)
+                return self._ready_due()
             self._unreachable = 0
             if self._facts.backup_in <= 0:
                 # Only now: the probe has just confirmed the page shows a working session.
                 self._do(S.Backup(self._account))
-                return self._schedule(interval)
-            return self._schedule(min(interval, self._facts.backup_in))
+                self._probe_at = self._now + interval
+            else:
+                self._probe_at = self._now + min(interval, self._facts.backup_in)
+            return self._ready_due()
         self._schedule(interval)
         if page.screen is Screen.CONFLICT:
             self._take_over()

@@ -36,6 +36,8 @@ class Facts:
     qr_wanted: bool = False         # someone fetched the QR recently
     backup_in: float = float("inf")  # seconds until a backup is due (<= 0: due now)
     restore_unresolved: bool = False  # no login here and the database could not be asked yet
+    outbox_waiting: bool = False    # messages queued, or sending from before
+    receiving: bool = False         # WHATSAPP_RECEIVE: read incoming messages while ready
 
 
 # -- events --------------------------------------------------------------------------
@@ -90,7 +92,25 @@ class Reachability:
     reachable: bool
 
 
-Event = Due | Asked | Launched | PageRead | Probed | Broke | Restored | PageLoggedOut | Reachability
+@dataclasses.dataclass(frozen=True)
+class OutboxChanged:
+    """A message was accepted (or cancelled): the outbox may have work."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Sent:
+    """One send step done; `more`: there may be more to send."""
+    more: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Received:
+    """One read of incoming messages done; `unread`: chats with unread messages remain."""
+    unread: bool
+
+
+Event = (Due | Asked | Launched | PageRead | Probed | Broke | Restored | PageLoggedOut | Reachability
+         | OutboxChanged | Sent | Received)
 
 
 # -- actions -------------------------------------------------------------------------
@@ -110,6 +130,17 @@ class ReadPage:
 class Probe:
     """Health of a ready page: read it, and when it shows the chats, ask WhatsApp's server and
     re-check ownership -> Probed/Broke."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SendNext:
+    """Send (or settle) one message of the outbox -> Sent/Broke."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadIncoming:
+    """Read incoming messages and ticks; `open_unread` also opens one unread chat -> Received/Broke."""
+    open_unread: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,8 +231,8 @@ class Reply:
     message: str
 
 
-Action = (Launch | ReadPage | Probe | RestoreNext | LogOutPage | CheckReachable | ClickReload
+Action = (Launch | ReadPage | Probe | SendNext | ReadIncoming | RestoreNext | LogOutPage | CheckReachable | ClickReload
           | UseHere | Close | ReleaseLock | MarkReady | Backup | ForgetLogin | DeleteLogin
           | CleanShutdown | Update | Publish | Log | Reply)
 # Actions whose outcome is the next event: always the last of their list.
-WITH_OUTCOME = (Launch, ReadPage, Probe, RestoreNext, LogOutPage, CheckReachable)
+WITH_OUTCOME = (Launch, ReadPage, Probe, SendNext, ReadIncoming, RestoreNext, LogOutPage, CheckReachable)
