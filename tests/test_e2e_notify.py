@@ -20,89 +20,22 @@ import shutil
 import signal
 import socket
 import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import psutil
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-
 from conftest import decode_qr_png, link_phone
 from harness import ServerProcess, wait_for
-from whatsapp.web.browser import BASE_ARGS
+from prometheus_client.parser import text_string_to_metric_families
+from webhooks import HANG, Receiver
+
 from whatsapp.notify.webhooks import verify
+from whatsapp.web.browser import BASE_ARGS
 
 SECRET = "e2e-hook-secret"
-HANG = "hang"          # the receiver holds every request until teardown
 PROFILE = "session-energenie-whatsapp"
 # What a person or a pager cares about; browser_started, backup_created... are left out.
 MEANINGFUL = ("status", "qr", "ready", "reconnecting", "logged_out", "failed")
-
-
-# -- a real webhook receiver ---------------------------------------------------------------
-
-class Receiver:
-    """Records every POST as (headers, body) in arrival order; answers `answer` (a status or HANG)."""
-
-    def __init__(self, answer=200):
-        self.answer = answer
-        self.hits: list[tuple[dict, bytes]] = []
-        self.cond = threading.Condition()
-        self.release = threading.Event()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                with receiver.cond:
-                    receiver.hits.append((dict(self.headers), body))
-                    receiver.cond.notify_all()
-                if receiver.answer == HANG:
-                    receiver.release.wait(300)  # bounded; teardown releases it
-                    return                      # close without answering
-                try:
-                    self.send_response(receiver.answer)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                except OSError:
-                    pass
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.handle_error = lambda request, address: None  # senders that hung up early
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.1,), daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
-
-    def snapshot(self) -> list[tuple[dict, bytes]]:
-        with self.cond:
-            return list(self.hits)
-
-    def events(self) -> list[dict]:
-        return [json.loads(body) for _, body in self.snapshot()]
-
-    def wait(self, predicate, timeout: float = 60, message: str = "webhooks") -> list[dict]:
-        """Wait until `predicate(events)` is true; returns the events."""
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while True:
-                events = [json.loads(body) for _, body in self.hits]
-                if predicate(events):
-                    return events
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {message}; "
-                                         f"received: {[describe(e) for e in events]}")
-                self.cond.wait(remaining)
-
-    def close(self) -> None:
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(10)
 
 
 @pytest.fixture

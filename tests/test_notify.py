@@ -16,84 +16,25 @@ import logging
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from flask import Flask
+from harness import wait_for
 from prometheus_client.parser import text_string_to_metric_families
+from webhooks import HANG, Receiver
 from werkzeug.serving import make_server
 
-from harness import wait_for
 from whatsapp.api import errors
-from whatsapp.notify import stream
 from whatsapp.bus import Bus, Event
 from whatsapp.config import Config
-from whatsapp.notify import Notifier
-from whatsapp.states import Snapshot, Status
+from whatsapp.notify import Notifier, stream
 from whatsapp.notify.webhooks import verify
+from whatsapp.states import Snapshot, Status
 
 SECRET = "s3cret-hook"
-HANG = "hang"  # the receiver holds the request until released, then answers 200
 
 
 # -- a real webhook receiver -------------------------------------------------------------
-
-class Receiver:
-    """Records every POST. `answer` is a status, HANG, or a function of the request number."""
-
-    def __init__(self, answer=200):
-        self.answer = answer
-        self.requests: list[tuple] = []  # (headers, body)
-        self.answered = 0
-        self.cond = threading.Condition()
-        self.release = threading.Event()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                with receiver.cond:
-                    receiver.requests.append((self.headers, body))
-                    number = len(receiver.requests)
-                    receiver.cond.notify_all()
-                answer = receiver.answer(number) if callable(receiver.answer) else receiver.answer
-                if answer == HANG:
-                    receiver.release.wait(30)  # bounded; teardown releases it
-                    answer = 200
-                try:
-                    self.send_response(answer)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                except OSError:  # the sender gave up (its timeout) and closed the socket
-                    return
-                with receiver.cond:
-                    receiver.answered += 1
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.handle_error = lambda request, address: None  # clients that hung up early
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
-
-    def wait_count(self, n: int, timeout: float = 10) -> list:
-        with self.cond:
-            if not self.cond.wait_for(lambda: len(self.requests) >= n, timeout):
-                raise AssertionError(f"receiver got {len(self.requests)} request(s), expected {n}")
-            return list(self.requests)
-
-    def events(self) -> list[dict]:
-        with self.cond:
-            return [json.loads(body) for _, body in self.requests]
-
-    def close(self) -> None:
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
-
 
 @pytest.fixture
 def receiver():
