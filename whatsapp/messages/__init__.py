@@ -38,6 +38,7 @@ from .store import (
     OutboxFull,
     StoreCorrupt,
     StoreError,
+    StoreFull,
     StoreUnavailable,
     WrongStatus,
 )
@@ -45,7 +46,7 @@ from .store import (
 __all__ = ["ErrorCode", "IdempotencyMismatch", "IncomingMessage", "InvalidCursor", "InvalidRequest",
            "Kind", "Message", "MessageError", "MessageStore", "NewMessage", "NotCancellable",
            "NotClaimable", "NotFound", "OutboxFull", "OutgoingMessage", "Status", "StoreCorrupt",
-           "StoreError", "StoreUnavailable", "WrongStatus", "body_hash", "check_idempotency_key",
+           "StoreError", "StoreFull", "StoreUnavailable", "WrongStatus", "body_hash", "check_idempotency_key",
            "open_store", "parse_new_message"]
 
 

@@ -20,7 +20,7 @@ from typing import TypeVar
 from . import schema
 from .rows import Rows
 from .sql import SqlStore, Tx, recount
-from .store import StoreCorrupt, StoreUnavailable
+from .store import StoreCorrupt, StoreFull, StoreUnavailable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -117,7 +117,7 @@ class SqliteMessageStore(SqlStore):
             return StoreUnavailable(f"{what}: the message store {self.path} is locked by another "
                                     f"process (waited {self.busy_timeout_s:g} s)")
         if name == "SQLITE_FULL":
-            return StoreUnavailable(f"{what}: the disk holding the message store {self.path} is full")
+            return StoreFull(f"{what}: the disk holding the message store {self.path} is full")
         return StoreUnavailable(f"{what}: message store {self.path}: {exc}")
 
     def _transaction(self, what: str, fn: Callable[[Tx], T]) -> T:

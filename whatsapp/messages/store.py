@@ -28,6 +28,11 @@ class StoreUnavailable(StoreError):
     or the disk is full. The message says which, never a password. Usually temporary."""
 
 
+class StoreFull(StoreUnavailable):
+    """The disk holding the store is full (the API answers 507). Nothing half-written: the
+    transaction was rolled back; it works again by itself once there is room."""
+
+
 class StoreCorrupt(StoreUnavailable):
     """The database file is damaged. Not temporary; it is never replaced silently, since it
     holds accepted messages: a person must look (the message names the file)."""
