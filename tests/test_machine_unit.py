@@ -234,6 +234,29 @@ def test_a_launch_failure_backs_off():
     assert world.published("reconnecting")[0]["reason"] == "launch_failed"
 
 
+@pytest.mark.parametrize("where", ["launch", "ready"])
+def test_a_page_we_do_not_know_is_kept_and_reconnected_as_unrecognized(where):
+    from collections import deque
+    timing = Timing(startup_timeout_s=10, page_timeout_s=5, reconnect_step_s=1, reconnect_max_delay_s=1)
+    world = ready_world(timing=timing) if where == "ready" else World(expects_login=True, timing=timing)
+    world.pages = deque([screen(Screen.UNKNOWN)])
+    if where == "launch":
+        world.ask(INIT)
+    world.run_until(lambda: world.machine.status is Status.RECONNECTING, steps=1000)
+    assert world.last_update("reason") is Reason.UNRECOGNIZED_PAGE
+    evidence = world.actions.index(world.of(S.SaveEvidence)[0])
+    assert isinstance(world.actions[evidence + 1], S.Close), "the screenshot before the browser closes"
+    assert login_untouched(world) and not world.of(S.RestoreNext)
+
+
+def test_a_screenshot_is_taken_only_while_a_browser_runs():
+    world = World()
+    assert world.ask(S.Command.SCREENSHOT) == "" and not world.of(S.Screenshot)
+    world = ready_world()
+    world.ask(S.Command.SCREENSHOT)
+    assert world.of(S.Screenshot) and world.machine.status is Status.READY
+
+
 def test_a_page_caught_between_screens_is_watched_not_judged():
     from collections import deque
     world = ready_world()

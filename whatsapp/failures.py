@@ -53,6 +53,11 @@ class ProfileLocked(Failure):
     reason = Reason.PROFILE_LOCKED
 
 
+class UnrecognizedPage(Failure):
+    """The page shows none of the screens WhatsApp Web is known to show (a new build?)."""
+    reason = Reason.UNRECOGNIZED_PAGE
+
+
 class UnsupportedBrowser(Failure):
     """WhatsApp Web refused this browser (its user agent); set WHATSAPP_USER_AGENT."""
     reason = Reason.UNSUPPORTED_BROWSER

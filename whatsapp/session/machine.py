@@ -30,7 +30,7 @@ import enum
 from datetime import UTC, datetime, timedelta
 
 from ..backoff import Backoff
-from ..failures import Failure, NetworkDown, PageUnresponsive, ProfileLocked, UnsupportedBrowser
+from ..failures import Failure, NetworkDown, PageUnresponsive, ProfileLocked, UnrecognizedPage, UnsupportedBrowser
 from ..states import Account, Reason, Status
 from ..web.page import PageState, Screen
 from . import steps as S
@@ -83,6 +83,7 @@ class Machine:
         self.backoff = Backoff.linear(timing.reconnect_step_s, timing.reconnect_max_delay_s,
                                       timing.reconnect_max_attempts)
         self._deadline: float | None = None  # a watched page must move on by then
+        self._deadline_s = 0.0              # ... which was this many seconds after it was set
         self.ready_since: float | None = None
         self._owner_due = 0.0               # the next ownership check outside ready
         self._qr_shown = False              # a QR was offered since this launch
@@ -179,6 +180,11 @@ class Machine:
             self._do(S.LogOutPage())
         elif command is S.Command.CLEAR:
             self._forget(told_phone=None)
+        elif command is S.Command.SCREENSHOT:
+            if self.phase in (Phase.WATCH, Phase.READY):
+                self._do(S.Screenshot())
+            else:
+                self._do(S.Reply(""))  # no browser runs: nothing to show
         elif command is S.Command.SHUTDOWN:
             ready_for = self._now - self.ready_since if self.ready_since is not None else 0.0
             self._do(S.Close(SHUTDOWN_CLOSE_S), S.CleanShutdown(self._account, ready_for), S.ReleaseLock())
@@ -239,7 +245,7 @@ class Machine:
 
     def _on_launched(self, seconds: float, has_session: bool) -> None:
         self._qr_shown = self._qr_accepted = self._conflict_seen = False
-        self._deadline = self._now + self.timing.startup_timeout_s
+        self._deadline, self._deadline_s = self._now + self.timing.startup_timeout_s, self.timing.startup_timeout_s
         self._owner_due = self._now + self.timing.monitor_interval_s  # just checked by the launch
         self._enter(Phase.WATCH, 0)
         self._update(has_session=has_session)
@@ -259,7 +265,7 @@ class Machine:
             self._became_ready(page)
         elif page.screen is Screen.LOADING:
             if self.status is not Status.SYNCING:
-                self._deadline = self._now + self.timing.sync_timeout_s
+                self._deadline, self._deadline_s = self._now + self.timing.sync_timeout_s, self.timing.sync_timeout_s
                 self._update(status=Status.SYNCING, account=page.account, qr=None)
             elif self._deadline is not None and self._now > self._deadline:
                 self._fail(PageUnresponsive(f"still loading the chats after {self.timing.sync_timeout_s:g} s"))
@@ -272,7 +278,11 @@ class Machine:
         elif page.screen is Screen.ERROR:
             self._fail(NetworkDown(f"WhatsApp Web could not be loaded ({page.url})"))
         elif self._deadline is not None and self._now > self._deadline:
-            self._fail(PageUnresponsive("no WhatsApp screen appeared in time"))
+            # Not slow, not broken: a page we do not know (WhatsApp shipped a new build?).
+            # Kept for a person to see; then the usual reconnect policy, the login untouched.
+            self._do(S.SaveEvidence())
+            self._fail(UnrecognizedPage(f"none of the known WhatsApp Web screens within "
+                                        f"{self._deadline_s:g} s ({page.url or 'no URL'})"))
 
     def _on_qr(self, page: PageState) -> None:
         if page.post_logout and not page.stored_login:
@@ -414,7 +424,7 @@ class Machine:
             self._on_qr(page)
         elif page.screen is Screen.LOADING:
             self.phase = Phase.WATCH
-            self._deadline = self._now + self.timing.sync_timeout_s
+            self._deadline, self._deadline_s = self._now + self.timing.sync_timeout_s, self.timing.sync_timeout_s
             self._update(status=Status.SYNCING)
             self._schedule(0)
         elif page.screen is Screen.ERROR:
@@ -425,7 +435,7 @@ class Machine:
             # Between screens (the page reloading after a phone logout, say): watch it for a
             # bounded while instead of judging a page caught mid-navigation.
             self.phase = Phase.WATCH
-            self._deadline = self._now + self.timing.page_timeout_s
+            self._deadline, self._deadline_s = self._now + self.timing.page_timeout_s, self.timing.page_timeout_s
             self._schedule(FAST_WATCH_S)
 
     # -- failures ----------------------------------------------------------------------------

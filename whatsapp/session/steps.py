@@ -24,6 +24,7 @@ class Command(str, enum.Enum):
     DISCONNECT = "disconnect"
     CLEAR = "clear-session"
     SHUTDOWN = "shutdown"
+    SCREENSHOT = "screenshot"
 
 
 # -- facts: what the machine may know of the world at each event ------------------------
@@ -160,6 +161,16 @@ class CheckReachable:
 
 
 @dataclasses.dataclass(frozen=True)
+class SaveEvidence:
+    """The page is not one we know: keep a screenshot and an outline of it (no message text)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Screenshot:
+    """A PNG of what the browser shows now, as the command's answer."""
+
+
+@dataclasses.dataclass(frozen=True)
 class ClickReload:
     """The QR codes ran out: "Click to reload QR code"."""
 
@@ -232,7 +243,7 @@ class Reply:
 
 
 Action = (Launch | ReadPage | Probe | SendNext | ReadIncoming | RestoreNext | LogOutPage | CheckReachable | ClickReload
-          | UseHere | Close | ReleaseLock | MarkReady | Backup | ForgetLogin | DeleteLogin
+          | SaveEvidence | Screenshot | UseHere | Close | ReleaseLock | MarkReady | Backup | ForgetLogin | DeleteLogin
           | CleanShutdown | Update | Publish | Log | Reply)
 # Actions whose outcome is the next event: always the last of their list.
 WITH_OUTCOME = (Launch, ReadPage, Probe, SendNext, ReadIncoming, RestoreNext, LogOutPage, CheckReachable)
