@@ -37,11 +37,17 @@ class PageState:
     url: str = ""
 
 
-# Builds the state in the page. Arguments are the locators, so the selectors stay in one
-# module. Storage reads are wrapped: a chrome-error page has no localStorage.
+# Builds the state in the page. Arguments are the locators (tuples of fallbacks, see
+# `locators`), so the selectors stay in one module; `first(list)` is the first element the
+# first matching selector finds. Storage reads are wrapped: a chrome-error page has no
+# localStorage.
 _READ_STATE = """
 const L = arguments[0];
-const has = (sel) => document.querySelector(sel) !== null;
+const first = (list, root) => {
+  for (const sel of list) { const el = (root || document).querySelector(sel); if (el) return el; }
+  return null;
+};
+const all = (list, root) => Array.from((root || document).querySelectorAll(list.join(", ")));
 const text = (el) => (el && (el.innerText || el.textContent) || "");
 const bodyText = text(document.body);
 let store = {};
@@ -52,18 +58,18 @@ try {
   store[L.noise] = localStorage.getItem(L.noise) !== null;
 } catch (e) {}
 const out = {url: location.href, store: store, screen: "unknown", qr: null, offline: false, progress: null};
-const dialog = Array.from(document.querySelectorAll(L.dialog)).find(
-  (d) => d.querySelector(L.popup) && L.conflict.some((t) => text(d).includes(t)));
-const qrBox = document.querySelector(L.qrBox);
-const progress = document.querySelector(L.progress);
+const dialog = all(L.dialog).find(
+  (d) => first(L.popup, d) && L.conflict.some((t) => text(d).includes(t)));
+const qrBox = first(L.qrBox);
+const progress = first(L.progress);
 if (location.protocol === "chrome-error:") out.screen = "error";
 else if (dialog) out.screen = "conflict";
-else if (has(L.pane) || has(L.chatList)) out.screen = "chats";
+else if (first(L.pane) || first(L.chatList)) out.screen = "chats";
 else if (qrBox) {
-  const button = qrBox.querySelector("button");
-  if (button || qrBox.querySelector(L.reloadIcon)) {
+  const button = first(L.reloadButton);
+  if (button || first(L.reloadIcon, qrBox)) {
     out.screen = "qr_expired";
-    out.offline = text(button).includes(L.offlineText);
+    out.offline = L.offlineText.some((t) => text(button).includes(t));
   } else {
     out.screen = "qr";
     out.qr = qrBox.getAttribute(L.qrAttr) || null;
@@ -71,17 +77,17 @@ else if (qrBox) {
 } else if (progress || L.loading.some((t) => bodyText.includes(t))) {
   out.screen = "loading";
   out.progress = text(progress && progress.parentElement || document.body).trim().slice(0, 80);
-} else if (bodyText.includes(L.unsupported)) out.screen = "unsupported";
+} else if (L.unsupported.some((t) => bodyText.includes(t))) out.screen = "unsupported";
 return out;
 """
 
 _ARGS = {
     "wid": L.STORAGE_WID, "noise": L.STORAGE_NOISE, "pushname": L.STORAGE_PUSHNAME,
     "platform": L.STORAGE_PLATFORM, "dialog": L.DIALOG, "popup": L.MODAL_POPUP,
-    "conflict": list(L.CONFLICT_TEXTS), "pane": L.CHAT_PANE, "chatList": L.CHAT_LIST,
+    "conflict": L.CONFLICT_TEXTS, "pane": L.CHAT_PANE, "chatList": L.CHAT_LIST,
     "qrBox": L.QR_CONTAINER, "qrAttr": L.QR_ATTRIBUTE, "reloadIcon": L.QR_RELOAD_ICON,
-    "offlineText": L.QR_OFFLINE_TEXT, "progress": L.LOADING_PROGRESS,
-    "loading": list(L.LOADING_TEXTS), "unsupported": L.UNSUPPORTED_TEXT,
+    "reloadButton": L.QR_RELOAD_BUTTON, "offlineText": L.QR_OFFLINE_TEXTS,
+    "progress": L.LOADING_PROGRESS, "loading": L.LOADING_TEXTS, "unsupported": L.UNSUPPORTED_TEXTS,
 }
 
 
@@ -124,32 +130,43 @@ def account_from_storage(store: dict) -> Account:
 
 
 _CLICK_BY_TEXT = """
-const [scope, label] = arguments;
-const roots = scope ? Array.from(document.querySelectorAll(scope)) : [document];
+const [scopes, labels, clickable] = arguments;
+const roots = scopes ? Array.from(document.querySelectorAll(scopes.join(", "))) : [document];
 for (const root of roots) {
-  for (const el of root.querySelectorAll('button, [role="button"], li, div[role="menuitem"], span')) {
+  for (const el of root.querySelectorAll(clickable.join(", "))) {
     const own = (el.innerText || el.textContent || "").trim();
-    if (own === label || (el.getAttribute("aria-label") || "") === label) { el.click(); return true; }
+    const label = el.getAttribute("aria-label") || "";
+    if (labels.includes(own) || labels.includes(label)) { el.click(); return true; }
   }
 }
 return false;
 """
 
 
-def click_text(driver, label: str, scope: str | None = None) -> bool:
-    return bool(driver.execute_script(_CLICK_BY_TEXT, scope, label))
+def click_text(driver, labels: tuple[str, ...], scope: tuple[str, ...] | None = None) -> bool:
+    """Click the first clickable element (inside `scope`, if given) whose text or aria-label
+    is one of `labels`."""
+    return bool(driver.execute_script(_CLICK_BY_TEXT, scope and list(scope), list(labels), list(L.CLICKABLE)))
+
+
+_CLICK_FIRST = """
+const [list, buttons] = arguments;
+for (const sel of list) {
+  const el = document.querySelector(sel);
+  if (el) { (el.closest(buttons.join(", ")) || el).click(); return true; }
+}
+return false;
+"""
 
 
 def click_reload(driver) -> bool:
     """Click "Click to reload QR code" inside the QR container (a new round of codes)."""
-    return bool(driver.execute_script(
-        "const b = document.querySelector(arguments[0]); if (b) { b.click(); return true; } return false;",
-        L.QR_RELOAD_BUTTON))
+    return bool(driver.execute_script(_CLICK_FIRST, list(L.QR_RELOAD_BUTTON), list(L.BUTTON)))
 
 
 def use_here(driver) -> bool:
     """Take the session over from another window: the conflict dialog's "Use here"."""
-    return click_text(driver, L.USE_HERE_TEXT, L.DIALOG)
+    return click_text(driver, L.USE_HERE_TEXTS, L.DIALOG)
 
 
 def log_out(driver, timeout: float) -> bool:
@@ -163,14 +180,12 @@ def log_out(driver, timeout: float) -> bool:
     if state.screen not in (Screen.CHATS, Screen.LOADING, Screen.CONFLICT):
         return False
     if state.screen is Screen.CHATS:
-        driver.execute_script(
-            "const m = document.querySelector(arguments[0]); if (m) (m.closest('button,[role=button]') || m).click();",
-            L.MENU_ICON)
+        driver.execute_script(_CLICK_FIRST, list(L.MENU_ICON), list(L.BUTTON))
     clicked = False
     while time.monotonic() < deadline:
         if not clicked:
-            clicked = click_text(driver, L.LOG_OUT_TEXT)
-        elif click_text(driver, L.LOG_OUT_TEXT, L.DIALOG) or read_state(driver).screen not in (
+            clicked = click_text(driver, L.LOG_OUT_TEXTS)
+        elif click_text(driver, L.LOG_OUT_TEXTS, L.DIALOG) or read_state(driver).screen not in (
                 Screen.CHATS, Screen.LOADING, Screen.CONFLICT):
             break
         time.sleep(0.2)  # the menu and the popup animate in; polled within the deadline
