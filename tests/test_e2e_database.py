@@ -10,7 +10,6 @@ import shutil
 import time
 
 import pytest
-
 from conftest import link_phone, ready_without_qr
 from harness import browsers_on, wait_for
 
@@ -18,7 +17,7 @@ try:
     import pg
 except ImportError:  # tests/ imported as a package
     from tests import pg
-from whatsapp.persistence.remote import TABLE
+from whatsapp.persistence.database.store import TABLE
 
 CLIENT_ID = "energenie-whatsapp"
 OTHER_CLIENT = "another-product"

@@ -1,30 +1,47 @@
-"""Keeping the login beyond the browser: the session record, verified backups, and their
-copy in PostgreSQL when `WHATSAPP_BACKUP_DATABASE_URL` is set.
+"""The keeper: what the session calls to keep the login beyond the browser.
 
-Like whatsapp-web.js's auth strategies, the session calls lifecycle hooks (before launch,
-on ready, on logout, on shutdown...) and this class decides what to keep. All hooks run on
-the session's owner thread; `status()` only reads values cached by them.
+It holds the session record, the clearings, and the strategies (strategy.py) in order: the
+local backups always, the database when `config.database_url` is set. Each session hook
+becomes the same hook on every strategy. All hooks run on the session's owner thread;
+`status()`, `expects_login()`, `restore_unresolved()`, `seconds_to_backup()` and
+`cleared_elsewhere()` only read values cached by the hooks (they are called constantly).
+
+A cleared login stays cleared: `forget()` and `on_logged_out()` write a clearing to disk
+before deleting anything, every strategy then deletes what it keeps (the database in the
+background until it lands), and no backup or login that a clearing ends is ever restored
+or launched. `cleared_elsewhere()` turns true when a clearing made by another process or
+server ends the login this server runs (learnt by `keep_owner()`); the session then runs
+the clear-session steps here too.
 """
 from __future__ import annotations
 
 import logging
-import time
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from . import backups as backups_mod
-from . import archive
-from .backups import BackupCorrupt, BackupError, BackupStore
 from ..bus import Bus
 from ..config import Config
-from ..failures import ProfileLocked
+from ..states import Account, iso, utcnow
+from .backups import BackupError, LocalBackups
+from .clearings import Clearing, Clearings
+from .database.strategy import DatabaseStrategy
+from .local import LocalStrategy
+from .profile import delete_profile, has_login, stored_login
 from .record import RecordFile
-from ..states import Account, utcnow
-from .profile import delete_profile, has_login
+from .strategy import LoginHere, Strategy
 
 log = logging.getLogger(__name__)
 
-BACKUP_RETRY_S = 60.0
-LOCAL_STORAGE_FLUSH_S = 6.0  # see seconds_to_backup  # a backup that failed (the browser was writing) is tried again after this
+
+def strategies_for(config: Config, bus: Bus, record: RecordFile, backups: LocalBackups,
+                   clearings: Clearings) -> tuple[LocalStrategy, list[Strategy]]:
+    """The local strategy, and every strategy in the order hooks run (the local one first)."""
+    local = LocalStrategy(config, bus, backups, clearings)
+    chosen: list[Strategy] = [local]
+    if config.database_url:
+        chosen.append(DatabaseStrategy(config, backups, clearings, record))
+    return local, chosen
 
 
 class Keeper:
@@ -32,18 +49,13 @@ class Keeper:
         self.config = config
         self.bus = bus
         self.record = RecordFile(config.record_path)
-        self.backups = BackupStore.for_config(config)
-        self.remote = None  # RemoteBackups, with a database
-        if config.database_url:
-            from .remote import RemoteBackups, RemoteStore
-
-            self.remote = RemoteBackups(RemoteStore(config.database_url, config.client_id,
-                                                    keep=config.backup_keep,
-                                                    timeout_s=config.database_timeout_s))
-        self._last_backup_at: float | None = None   # monotonic, this run
-        self._last_backup_try: float | None = None
-        self._backup_status: dict = {}
-        self._sources: dict[str, str] = {}  # backup name -> "database" when it came from there
+        self.clearings = Clearings(config.session_dir / f"session-{config.client_id}.clearings.json")
+        self.backups = LocalBackups(config.backup_dir, config.client_id, keep=config.backup_keep,
+                                    broken_root=config.session_dir / "broken" / config.client_id)
+        self.local, self.strategies = strategies_for(config, bus, self.record, self.backups, self.clearings)
+        self._sources: dict[str, str] = {}      # backup name -> the strategy that offered it
+        self._no_login_here = False             # the last launch found no login on disk
+        self._cleared: Clearing | None = None   # a clearing that ends the login running here
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -51,173 +63,129 @@ class Keeper:
         if record.previous_run_unclean:
             log.warning("the previous run did not shut down cleanly (no clean-shutdown mark since %s)",
                         record.last_started_at)
-        self._refresh_backup_status()
-        if self.remote is not None:
-            self.remote.start()
+        for strategy in self.strategies:
+            strategy.start()
 
     def stop(self, timeout: float) -> None:
-        if self.remote is not None:
-            self.remote.flush(timeout / 2)  # the clean-shutdown backup, if the database answers
-            self.remote.stop(timeout=timeout / 2)
-            self.remote.store.release_owner()
+        for strategy in reversed(self.strategies):
+            strategy.stop(timeout)
 
+    # -- ownership -----------------------------------------------------------------------------
     def check_owner(self) -> None:
-        """With a database: only the server holding its advisory lock drives this client id.
-
-        A database that does not answer never blocks the start: the profile's own lock still
-        keeps one browser per machine, and ownership is checked again at the next launch.
-        """
-        if self.remote is None:
-            return
-        from .remote import RemoteUnavailable
-
-        store = self.remote.store
-        try:
-            owner = store.acquire_owner()
-        except RemoteUnavailable as exc:
-            log.warning("database unreachable, starting without its ownership lock: %s", exc)
-            return
-        if not owner:
-            holder = store.owner_status()
-            raise ProfileLocked(f"another server owns this session in the database "
-                                f"(pid {holder.get('holderPid')} at {holder.get('holderAddress')})")
+        """Before a launch: raises `ProfileLocked` when another server owns the client id."""
+        here = LoginHere(present=has_login(self.config.profile_dir),
+                         from_database=self.record.current.login_source == DatabaseStrategy.source)
+        for strategy in self.strategies:
+            strategy.check_owner(here)
+        self._judge()
 
     def keep_owner(self) -> None:
-        """While the session runs: is the database's owner lock still ours? (bounded)
+        """While a browser runs (bounded): as `check_owner`, and learns clearings made elsewhere."""
+        for strategy in self.strategies:
+            strategy.keep_owner()
+        self._judge()
 
-        The lock dies with its connection (a database restart): take it back, or raise
-        `ProfileLocked` when another server took it meanwhile. An unreachable database
-        never stops the session.
-        """
-        if self.remote is None:
-            return
-        store = self.remote.store
-        # A lost connection is noticed by one call and the lock retaken by the next.
-        if store.check_owner() or store.check_owner():
-            return
-        holder = store.owner_status()
-        if holder.get("database") == "ok" and holder.get("holderPid") is not None:
-            raise ProfileLocked(f"another server took this session over in the database "
-                                f"(pid {holder.get('holderPid')} at {holder.get('holderAddress')})")
+    def cleared_elsewhere(self) -> bool:
+        """A clearing made by another process or server ends the login running here."""
+        return self._cleared is not None
 
+    def _judge(self) -> None:
+        clearing = self.clearings.ending(*self._identity(None))
+        if clearing is not None and self._cleared is None:
+            log.warning("the login here (%s) was cleared elsewhere at %s (%s)",
+                        self.record.current.wid, iso(clearing.at), clearing.reason)
+        self._cleared = clearing
+
+    # -- launching and restoring -----------------------------------------------------------------
     def on_launch(self) -> None:
         self.record.update(last_started_at=utcnow())
 
     def expects_login(self) -> bool:
         return self.record.expects_login
 
-    def restore_unresolved(self) -> bool:
-        """No login here, and the database that may hold one could not be asked yet."""
-        return False
-
-    # -- restoring -----------------------------------------------------------------------------
     def before_launch(self, profile_dir: Path) -> None:
-        """A profile with no login (a fresh machine): restore the newest verified backup."""
-        if has_login(profile_dir):
+        """Under the profile lock, before Chromium starts: a login that a clearing ended is
+        deleted; a profile with no login gets the newest backup that restores."""
+        login = stored_login(profile_dir)
+        if login is not None:
+            clearing = self.clearings.ending(*self._identity(login.wid))
+            if clearing is not None:
+                log.warning("the login in the profile was cleared at %s (%s): deleting it",
+                            iso(clearing.at), clearing.reason)
+                delete_profile(profile_dir)
+                self.local.on_clearing([clearing])  # the others learnt it where it came from
+                self.record.clear_link(reason=clearing.reason)
+                self._cleared, login = None, None
+        self._no_login_here = login is None
+        if login is not None:
             return
-        name = self.next_restore(set())
-        if name is not None:
+        tried: set[str] = set()
+        while (name := self.next_restore(tried)) is not None:
+            tried.add(name)
             log.info("the profile holds no login: restoring backup %s before launching", name)
-            self.restore(name, profile_dir)
+            try:
+                self.restore(name, profile_dir)
+                return
+            except BackupError as exc:
+                log.warning("backup %s did not restore: %s", name, exc)
+
+    def _identity(self, wid_here: str | None) -> tuple[str | None, datetime | None]:
+        """(link, linked at) of the login here, as far as the record knows it (clearings.py)."""
+        record = self.record.current
+        since = record.login_since
+        if since is None and wid_here in (None, record.wid):
+            since = record.linked_at  # a record older than `login_since`, of this same link
+        return wid_here or record.wid, since
+
+    def restore_unresolved(self) -> bool:
+        """No login here, and a database that may hold a backup could not be asked yet."""
+        return self._no_login_here and any(s.restore_unresolved() for s in self.strategies)
 
     def next_restore(self, tried: set[str]) -> str | None:
-        """The newest backup that verifies and was not tried yet: local first, then the database."""
-        for info in self.backups.candidates(skip=tried):
-            return info.name
-        if self.remote is None:
-            return None
-        from .remote import RemoteUnavailable
-
-        try:
-            for row_id, created, _manifest, blob in self.remote.store.newest_blobs():
-                if f"db-{row_id}" in tried:
-                    continue
-                tried.add(f"db-{row_id}")
-                try:
-                    info = self.backups.unpack(blob)
-                except BackupCorrupt as exc:
-                    log.warning("skipping database backup %s of %s: %s", row_id, created, exc)
-                    continue
-                self._sources[info.name] = "database"
-                return info.name
-        except RemoteUnavailable as exc:
-            log.warning("database backups not reachable: %s", exc)
+        """The newest backup that verifies and was not tried: local first, then the database."""
+        for strategy in self.strategies:
+            name = strategy.next_restore(tried)
+            if name is not None:
+                self._sources[name] = strategy.source
+                return name
         return None
 
     def restore(self, name: str, profile_dir: Path) -> None:
-        source = self._sources.pop(name, "local")
+        """Put backup `name` into the profile (browser closed); raises `BackupError`."""
+        source = self._sources.pop(name, self.local.source)
         result = self.backups.restore(name, profile_dir)
         self.record.increment("restores_from_backup")
-        self._refresh_backup_status()
+        # An older backup does not know when its login was linked: it existed when taken.
+        self.record.update(login_since=result.login_since or result.created)
+        for strategy in self.strategies:
+            strategy.on_restored(result)
+        self._no_login_here = False
         self.bus.publish("backup_restored", name=result.name, source=source, seconds=round(result.seconds, 3))
 
-    # -- on ready: the record and backups --------------------------------------------------------
+    # -- ready: the record and backups -----------------------------------------------------------
     def on_ready(self, account: Account, linked_now: bool) -> None:
         self.record.mark_ready(account.wid)
-        if not linked_now:
+        if linked_now:
+            self.record.update(login_since=utcnow(), login_source="linked")
+        else:
             self.record.increment("restored_without_qr")
+        self._no_login_here = False
+        for strategy in self.strategies:
+            strategy.on_ready(account)
 
     def seconds_to_backup(self, ready_for: float) -> float:
-        """Seconds until `backup_due` turns true for a session ready for `ready_for` seconds."""
-        now = time.monotonic()
-        # runtime.md: localStorage reaches disk lazily (lost when killed within ~5 s of a
-        # write): a running browser's copy taken sooner may lack last-wid-md.
-        delay = max(self.config.backup_delay_s, LOCAL_STORAGE_FLUSH_S)
-        due = now + max(0.0, delay - ready_for)
-        if self._last_backup_at is not None:
-            due = max(due, self._last_backup_at + self.config.backup_interval_s)
-        if self._last_backup_try is not None:
-            due = max(due, self._last_backup_try + min(BACKUP_RETRY_S, self.config.backup_interval_s))
-        return due - now
-
-    def backup_due(self, ready_for: float) -> bool:
-        # whatsapp-web.md: a copy taken in the first minute after ready often fails to restore.
-        return self.seconds_to_backup(ready_for) <= 0
+        return self.local.seconds_to_backup(ready_for)
 
     def take_backup(self, profile_dir: Path, account: Account) -> None:
-        self._last_backup_try = time.monotonic()
-        try:
-            info = self.backups.take(profile_dir, link=account.wid)
-        except BackupError as exc:
-            log.warning("backup not taken (tried again later): %s", exc)
-            self._backup_status["lastError"] = str(exc)
+        if self._cleared is not None:
+            log.info("no backup: the login here was cleared elsewhere")
             return
-        self._last_backup_at = time.monotonic()
-        self._last_backup_try = None
-        self.backups.prune()
+        info = self.local.take_backup(profile_dir, account, self._identity(account.wid)[1])
+        if info is None:
+            return
         self.record.update(last_backup_at=utcnow(), last_backup_name=info.name)
-        self._refresh_backup_status(last_error=None)
-        log.info("backup %s: %d bytes in %.2f s", info.name, info.size, info.seconds or 0.0)
-        self.bus.publish("backup_created", name=info.name, size=info.size, seconds=round(info.seconds or 0.0, 3))
-        if self.remote is not None:
-            self.remote.submit_backup(archive.pack(info), backups_mod.read_manifest(info.path).to_json(),
-                                      account.wid)
-
-    # -- ending the login ----------------------------------------------------------------------
-    def on_logged_out(self) -> None:
-        """The phone removed this device: its backups would be refused anyway; delete them."""
-        count = self.backups.delete_all()
-        self._reset_backup_schedule()
-        self.record.clear_link(logged_out=True, reason="logged_out")
-        self._delete_remote()
-        log.info("deleted %d backups of the logged-out link", count)
-        self._refresh_backup_status()
-
-    def forget(self, profile_dir: Path) -> None:
-        """disconnect / clear-session: the profile, the link and every backup of it go."""
-        delete_profile(profile_dir)
-        count = self.backups.delete_all()
-        self._reset_backup_schedule()
-        self.record.clear_link(reason="disconnected")
-        self._delete_remote()
-        log.info("deleted the saved login and %d backups", count)
-        self._refresh_backup_status()
-
-    def _reset_backup_schedule(self) -> None:
-        # The backups are gone: a login linked next in this run is backed up after
-        # `backup_delay_s` again, not a whole `backup_interval_s` after the deleted one.
-        self._last_backup_at = self._last_backup_try = None
-        self._backup_status.pop("lastError", None)
+        for strategy in self.strategies:
+            strategy.after_backup(info)
 
     def on_clean_shutdown(self, profile_dir: Path, account: Account, ready_for: float) -> None:
         """After the browser closed: a backup from a quiet profile, then the clean-shutdown mark."""
@@ -225,28 +193,45 @@ class Keeper:
             self.take_backup(profile_dir, account)
         self.record.update(last_clean_shutdown_at=utcnow())
 
-    def _delete_remote(self) -> None:
-        if self.remote is None:
-            return
-        from .remote import RemoteUnavailable
+    # -- ending the login ------------------------------------------------------------------------
+    def on_logged_out(self) -> None:
+        """The phone removed this device: its backups would be refused anyway; they go."""
+        clearings = self._write_clearings(self._links(None), "logged_out")
+        self._delete_kept(clearings)
+        self.record.clear_link(logged_out=True, reason="logged_out")
 
-        try:
-            count = self.remote.delete_all()
-            log.info("deleted %d database backups of this client id", count)
-        except RemoteUnavailable as exc:
-            log.error("database backups NOT deleted (database unreachable): %s", exc)
-            self._backup_status["databaseDeleteError"] = str(exc)
+    def forget(self, profile_dir: Path, own_profile: bool = True) -> None:
+        """disconnect / clear-session: the clearing first, then the profile (left alone when
+        another process holds its lock: `own_profile` false), every backup, the link."""
+        login = stored_login(profile_dir) if own_profile else None
+        clearings = self._write_clearings(self._links(login.wid if login else None), "disconnected")
+        if own_profile:
+            delete_profile(profile_dir)
+        self._delete_kept(clearings)
+        self.record.clear_link(reason="disconnected")
+        log.info("deleted the saved login (clearing %s)", ", ".join(c.id for c in clearings))
 
-    # -- /status -------------------------------------------------------------------------------
-    def status(self) -> dict:
-        body = {"record": self.record.to_status(), "backups": dict(self._backup_status)}
-        if self.remote is not None:
-            body["database"] = self.remote.status()
+    def _links(self, wid_here: str | None) -> list[str | None]:
+        """The links to clear: the record's and the profile's, or one unknown link."""
+        links: list[str | None] = [link for link in dict.fromkeys([self.record.current.wid, wid_here]) if link]
+        return links or [None]
+
+    def _write_clearings(self, links: list[str | None], reason: str) -> list[Clearing]:
+        at = utcnow()
+        clearings = [Clearing.new(link, reason, at) for link in links]
+        self.clearings.merge(clearings)  # durable (fsynced) before anything is deleted
+        self._cleared = None
+        self._no_login_here = True
+        return clearings
+
+    def _delete_kept(self, clearings: list[Clearing]) -> None:
+        for strategy in self.strategies:
+            strategy.on_clearing(clearings)
+
+    # -- /status ---------------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"record": {**self.record.to_status(),
+                                           "clearedElsewhereAt": iso(self._cleared.at) if self._cleared else None}}
+        for strategy in self.strategies:
+            body.update(strategy.status())
         return body
-
-    def _refresh_backup_status(self, **changes) -> None:
-        backups = self.backups.list_backups()
-        status = {**self._backup_status, **changes, "count": len(backups),
-                  "latest": backups[0].name if backups else None,
-                  "latestSize": backups[0].size if backups else None}
-        self._backup_status = status

@@ -1,40 +1,128 @@
-"""The profile folder on disk: the exclusive lock, the login's presence, deletion.
+"""The Chromium profile folder: which parts hold the login, whether a login is there, its
+exclusive lock, and deleting it.
 
-Everything this server creates under the data folder is owner-only (0o700 / 0o600).
+- `LOGIN_PARTS` is the one list of what holds the login (IndexedDB, localStorage) and the
+  small files worth keeping with it: what a backup copies and a restore replaces.
+- `stored_login(profile)` reads the login's own markers from localStorage on disk:
+  WhatsApp Web treats a browser as logged in when `last-wid-md` and `WANoiseInfo` are both
+  stored. Files alone prove nothing: Chromium creates Local Storage for any page, the QR
+  page included, and a logout leaves the files with the keys deleted inside them.
+- `ProfileLock` is the exclusive `flock` held while a browser runs on the profile.
 """
 from __future__ import annotations
 
+import dataclasses
 import errno
 import fcntl
-import logging
+import json
 import os
 import shutil
 from pathlib import Path
 
-log = logging.getLogger(__name__)
+from . import leveldb
+from .files import private_dir
 
-# runtime.md: the login lives here in a Chromium profile.
-LOGIN_PARTS = ("Default/IndexedDB", "Default/Local Storage")
+__all__ = ["COMPANIONS", "LOGIN_PARTS", "REQUIRED_PARTS", "ProfileLock", "StoredLogin", "delete_profile",
+           "has_login", "login_files", "private_dir", "stored_login"]
+
+# runtime.md: the login lives in IndexedDB and localStorage; cookies, preferences and
+# Local State are small and go with them. Chromium 156 keeps cookies in `Default/Cookies`,
+# some builds in `Default/Network/`.
+LOGIN_PARTS = ("Default/IndexedDB", "Default/Local Storage", "Default/Preferences",
+               "Default/Cookies", "Default/Network/Cookies", "Local State")
+# Moved aside with the parts but never copied: SQLite would replay a journal left by the old
+# Cookies database into the restored one.
+COMPANIONS = ("Default/Cookies-journal", "Default/Network/Cookies-journal")
+# Without both of these a backup cannot bring the login back.
+REQUIRED_PARTS = ("Default/IndexedDB", "Default/Local Storage")
+# LevelDB's LOCK files are empty and recreated on open.
+SKIPPED_NAMES = frozenset({"LOCK"})
+LOCAL_STORAGE = "Default/Local Storage/leveldb"
+# locators.py: STORAGE_WID and STORAGE_NOISE, as Chromium keys them on disk ("\x01": Latin-1).
+_WID_KEY = b"\x00\x01last-wid-md"
+_NOISE_KEY = b"\x00\x01WANoiseInfo"
 
 
-def private_dir(path: Path) -> Path:
-    """Create `path` (and parents under it) owner-only; tighten it if it already exists."""
-    path = Path(path)
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(path, 0o700)
-    return path
+@dataclasses.dataclass(frozen=True)
+class StoredLogin:
+    """A login found in the profile's localStorage. `wid` is the link it belongs to."""
+    wid: str | None
+
+
+def stored_login(profile_dir: Path) -> StoredLogin | None:
+    """The login on disk, or None. Reading only; run it on a quiet profile for certainty.
+
+    When the files cannot all be decoded (a browser writing, a format this reader does
+    not know), a profile with localStorage files is taken to hold a login of unknown link:
+    the caller must never replace a login it could not read.
+    """
+    contents = leveldb.read(Path(profile_dir) / LOCAL_STORAGE)
+    wid = noise = None
+    for key, value in contents.values.items():
+        if value is None or not key.startswith(b"_"):
+            continue  # deleted, or Chromium's own META/VERSION keys
+        if key.endswith(_WID_KEY):
+            wid = _decode(value)
+        elif key.endswith(_NOISE_KEY):
+            noise = _decode(value)
+    if wid and noise:
+        return StoredLogin(_unquote(wid))
+    if not contents.complete and _has_files(Path(profile_dir) / LOCAL_STORAGE):
+        return StoredLogin(None)
+    return None
 
 
 def has_login(profile_dir: Path) -> bool:
-    """True when the profile holds login state on disk (the IndexedDB or localStorage files)."""
+    """True when the profile's localStorage holds a login (see `stored_login`)."""
+    return stored_login(profile_dir) is not None
+
+
+def _decode(value: bytes) -> str | None:
+    """Chromium's localStorage value: a format byte, then Latin-1 (1) or UTF-16LE (0)."""
+    if not value:
+        return None
+    if value[0] == 1:
+        return value[1:].decode("latin-1")
+    if value[0] == 0:
+        return value[1:].decode("utf-16-le", errors="replace")
+    return None
+
+
+def _unquote(raw: str) -> str | None:
+    """`last-wid-md` is JSON: `"15550001111:3@c.us"`."""
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return raw or None
+    return value if isinstance(value, str) and value else None
+
+
+def _has_files(folder: Path) -> bool:
+    try:
+        return any(p.suffix in (".log", ".ldb", ".sst") for p in folder.iterdir())
+    except OSError:
+        return False
+
+
+def login_files(profile_dir: Path) -> list[str]:
+    """Profile-relative paths of the regular files in `LOGIN_PARTS`, sorted. Links are skipped."""
+    profile_dir = Path(profile_dir)
+    found = []
     for part in LOGIN_PARTS:
-        folder = Path(profile_dir) / part
-        try:
-            if any(folder.iterdir()):
-                return True
-        except OSError:
+        top = profile_dir / part
+        if top.is_symlink() or not top.exists():
             continue
-    return False
+        if top.is_file():
+            found.append(part)
+            continue
+        for folder, dirs, files in os.walk(top):  # does not descend into linked folders
+            dirs.sort()
+            for name in files:
+                full = Path(folder, name)
+                if name in SKIPPED_NAMES or full.is_symlink() or not full.is_file():
+                    continue
+                found.append(full.relative_to(profile_dir).as_posix())
+    return sorted(found)
 
 
 def delete_profile(profile_dir: Path) -> bool:

@@ -9,7 +9,7 @@ Contract:
   a corrupt one (not UTF-8, not JSON, wrong types) is logged with its name, moved aside as
   `<name>.corrupt-<time>` (newest three kept) and replaced by a fresh record; `corrupt_note`
   then says so for /status. I/O errors other than "missing" (permissions) do raise `OSError`.
-- Writes are atomic: a temporary file in the same folder, fsync, `os.replace`, mode 0o600.
+- Writes are atomic and durable (`files.write_atomic`), mode 0o600.
   A reader sees the old record or the new one, never a mix.
 - One `RecordFile` per process (the session holds the profile lock); its methods are
   thread-safe.
@@ -20,12 +20,14 @@ import dataclasses
 import json
 import logging
 import os
-import secrets
 import threading
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from ..states import iso, utcnow
+from .files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,12 @@ _FIELDS: dict[str, tuple[str, str]] = {
     "logged_out_at": ("loggedOutAt", "time"),
     "last_backup_at": ("lastBackupAt", "time"),
     "last_backup_name": ("lastBackupName", "text"),
+    # The login now in the profile exists since then (linked here, or taken in the backup
+    # it was restored from): a clearing asked later ends it (clearings.py).
+    "login_since": ("loginSince", "time"),
+    # "linked" (by a QR here) or "database" (restored from a database backup): a login from
+    # the database may run elsewhere too, so it is never launched without the database's lock.
+    "login_source": ("loginSource", "text"),
     "updated_at": ("updatedAt", "time"),
 }
 
@@ -86,6 +94,8 @@ class SessionRecord:
     logged_out_at: datetime | None = None
     last_backup_at: datetime | None = None
     last_backup_name: str | None = None
+    login_since: datetime | None = None
+    login_source: str | None = None
     updated_at: datetime | None = None
 
     @property
@@ -103,14 +113,14 @@ class SessionRecord:
         return self.last_clean_shutdown_at is None or self.last_clean_shutdown_at < self.last_started_at
 
     def to_json(self) -> dict:
-        body: dict = {"format": FORMAT}
+        body: dict[str, Any] = {"format": FORMAT}
         for field, (key, kind) in _FIELDS.items():
             value = getattr(self, field)
             body[key] = _iso(value) if kind == "time" else value
         return body
 
     @classmethod
-    def from_json(cls, body: object) -> "SessionRecord":
+    def from_json(cls, body: object) -> SessionRecord:
         """Build from parsed JSON; raises `RecordCorrupt` naming the first bad field.
 
         Unknown keys are ignored (a newer writer may add some); missing ones take defaults.
@@ -143,7 +153,7 @@ def _parse(key: str, kind: str, value: object):
     except ValueError:
         raise RecordCorrupt(f"{key} is not an ISO time") from None
     # A naive time can only come from a hand edit; read it as UTC rather than reject it.
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _check_change(field: str, value: object) -> None:
@@ -163,7 +173,7 @@ def _check_change(field: str, value: object) -> None:
 class RecordFile:
     """The record at `path` (Config.record_path). See the module docstring for the contract."""
 
-    def __init__(self, path: Path, *, clock=_now):
+    def __init__(self, path: Path, *, clock: Callable[[], datetime] = _now):
         self.path = Path(path)
         self._clock = clock
         self._lock = threading.RLock()
@@ -226,7 +236,7 @@ class RecordFile:
         now = self._clock()
         with self._lock:
             record = self.load()
-            changes: dict = {"last_ready_at": now}
+            changes: dict[str, Any] = {"last_ready_at": now}
             if wid and (wid != record.wid or record.linked_at is None):
                 changes.update(linked_at=now, wid=wid, phone=phone_of(wid))
             return self.update(**changes)
@@ -236,7 +246,8 @@ class RecordFile:
 
         `logged_out=True` records that the phone ended the login (sets `logged_out_at`).
         """
-        changes: dict = {"linked_at": None, "wid": None, "phone": None}
+        changes: dict[str, Any] = {"linked_at": None, "wid": None, "phone": None, "login_since": None,
+                                   "login_source": None}
         if logged_out:
             changes["logged_out_at"] = self._clock()
         if reason is not None:
@@ -270,27 +281,4 @@ class RecordFile:
         return SessionRecord()
 
     def _write(self, record: SessionRecord) -> None:
-        data = (json.dumps(record.to_json(), indent=2) + "\n").encode()
-        folder = self.path.parent
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        temp = folder / f".{self.path.name}.tmp-{secrets.token_hex(4)}"
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        try:
-            try:
-                os.fchmod(fd, 0o600)  # independent of the umask
-                view = memoryview(data)
-                while view:  # os.write may write less than asked
-                    view = view[os.write(fd, view):]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(temp, self.path)
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
-        # The rename is durable only once the folder's entry is on disk.
-        dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_atomic(self.path, (json.dumps(record.to_json(), indent=2) + "\n").encode())

@@ -1,69 +1,21 @@
-"""Backups of the login parts of a (fake) Chromium profile: take, verify, restore, prune, pack."""
+"""Local backups of the login parts of a (fake) Chromium profile: take, verify, restore,
+prune, and the login parts a restore moves aside."""
 from __future__ import annotations
 
-import io
 import json
 import os
 import stat
-import tarfile
-from datetime import datetime, timedelta, timezone
-from pathlib import Path
+from datetime import timedelta
 
 import pytest
+from profiles import IDB, LOGIN, LS, Clock, make_profile, tree
 
 from whatsapp.persistence import backups as backup_module
-from whatsapp.persistence.archive import pack, unpack
-from whatsapp.persistence.backups import BackupCorrupt, BackupError, BackupStore, login_files, verify
+from whatsapp.persistence.backups import BackupCorrupt, BackupError, LocalBackups
+from whatsapp.persistence.manifest import verify
+from whatsapp.persistence.profile import COMPANIONS, LOGIN_PARTS, login_files
 
 LINK = "15550001111:3@c.us"
-IDB = "Default/IndexedDB/https_web.whatsapp.com_0.indexeddb.leveldb"
-LS = "Default/Local Storage/leveldb"
-LOGIN = {
-    f"{IDB}/000003.log": b"idb-log" * 100,
-    f"{IDB}/000005.ldb": bytes(range(256)) * 40,
-    f"{IDB}/CURRENT": b"MANIFEST-000001\n",
-    f"{IDB}/MANIFEST-000001": b"\x00\x01manifest",
-    "Default/IndexedDB/https_web.whatsapp.com_0.indexeddb.blob/1/00/3": b"blob",
-    f"{LS}/000003.log": b"_https://web.whatsapp.com\x00\x01last-wid-md",
-    f"{LS}/CURRENT": b"MANIFEST-000001\n",
-    "Default/Preferences": b'{"profile":{"exit_type":"Normal"}}',
-    "Default/Network/Cookies": b"SQLite format 3\x00cookies",
-    "Local State": b'{"browser":{}}',
-}
-NOT_LOGIN = {
-    f"{IDB}/LOCK": b"",
-    f"{LS}/LOCK": b"",
-    "Default/Cache/Cache_Data/data_0": b"cache",
-    "Default/Code Cache/js/index": b"code",
-    "Default/Service Worker/CacheStorage/x": b"sw",
-    "Default/Network/Cookies-journal": b"",
-    "GPUCache/data_1": b"gpu",
-    "Default/History": b"history",
-}
-
-
-def make_profile(root: Path, files=None) -> Path:
-    profile = root / "session-test"
-    for rel, data in {**LOGIN, **NOT_LOGIN, **(files or {})}.items():
-        (profile / rel).parent.mkdir(parents=True, exist_ok=True)
-        (profile / rel).write_bytes(data)
-    (profile / "SingletonLock").symlink_to("otherhost-12345")
-    (profile / "SingletonCookie").symlink_to("1234")
-    return profile
-
-
-def tree(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*")
-            if p.is_file() and not p.is_symlink()}
-
-
-class Clock:
-    def __init__(self, start=datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)):
-        self.now = start
-
-    def __call__(self):
-        self.now += timedelta(milliseconds=1)  # distinct, ordered names
-        return self.now
 
 
 @pytest.fixture
@@ -73,7 +25,7 @@ def clock():
 
 @pytest.fixture
 def store(tmp_path, clock):
-    return BackupStore(tmp_path / "backups" / "test", "test", keep=3, clock=clock)
+    return LocalBackups(tmp_path / "backups" / "test", "test", keep=3, clock=clock)
 
 
 @pytest.fixture
@@ -173,7 +125,7 @@ def test_candidates_skip_a_corrupt_newest(store, profile, caplog):
 
 
 def test_a_file_changing_during_the_copy_is_rejected(store, profile, monkeypatch):
-    real_copy = backup_module._copy_file
+    real_copy = backup_module.copy_file
 
     def copy_while_the_browser_writes(src, dst):
         if src.name == "000003.log" and "IndexedDB" in str(src):
@@ -181,14 +133,14 @@ def test_a_file_changing_during_the_copy_is_rejected(store, profile, monkeypatch
                 f.write(b"new record")
         return real_copy(src, dst)
 
-    monkeypatch.setattr(backup_module, "_copy_file", copy_while_the_browser_writes)
-    with pytest.raises(BackupError, match="000003.log changed while it was copied"):
+    monkeypatch.setattr(backup_module, "copy_file", copy_while_the_browser_writes)
+    with pytest.raises(BackupError, match=r"000003\.log changed while it was copied"):
         store.take(profile, link=LINK)
     assert store.list_backups() == [] and not list(store.root.glob(".tmp-*"))
 
 
 def test_a_file_vanishing_or_appearing_during_the_copy_is_rejected(store, profile, monkeypatch):
-    real_copy = backup_module._copy_file
+    real_copy = backup_module.copy_file
 
     def copy_and_compact(src, dst):
         result = real_copy(src, dst)
@@ -196,10 +148,10 @@ def test_a_file_vanishing_or_appearing_during_the_copy_is_rejected(store, profil
             (src.parent / "000007.ldb").write_bytes(b"compacted")
         return result
 
-    monkeypatch.setattr(backup_module, "_copy_file", copy_and_compact)
+    monkeypatch.setattr(backup_module, "copy_file", copy_and_compact)
     with pytest.raises(BackupError, match="changed while they were copied"):
         store.take(profile)
-    monkeypatch.setattr(backup_module, "_copy_file",
+    monkeypatch.setattr(backup_module, "copy_file",
                         lambda src, dst: (src.unlink(), real_copy(src, dst))[1])
     with pytest.raises(BackupError, match="vanished"):
         store.take(profile)
@@ -213,7 +165,7 @@ def test_restore_puts_exact_bytes_back_and_moves_the_broken_parts_aside(store, p
         (profile / rel).write_bytes(data)
     (profile / "Default/Preferences").unlink()
     before_other = {k: v for k, v in tree(profile).items()
-                    if not any(k.startswith(p) for p in backup_module.LOGIN_PARTS + backup_module.COMPANIONS)}
+                    if not any(k.startswith(p) for p in LOGIN_PARTS + COMPANIONS)}
 
     result = store.restore(info, profile)
 
@@ -230,14 +182,35 @@ def test_restore_puts_exact_bytes_back_and_moves_the_broken_parts_aside(store, p
     assert not list(profile.glob(".restore-*"))
 
 
-def test_restore_into_a_missing_profile_and_keep_two_broken(store, profile, tmp_path):
+def test_restore_into_a_missing_profile(store, profile, tmp_path):
     info = store.take(profile, link=LINK)
     fresh = tmp_path / "new-machine" / "session-test"
     assert store.restore(info, fresh).moved_aside is None
     assert tree(fresh) == LOGIN
-    for _ in range(3):
-        store.restore(info, fresh)
-    assert len(list(store.broken_root.iterdir())) == 2
+    assert store.broken.entries() == []
+
+
+def test_broken_keeps_the_original_login_of_an_episode_and_the_newest(store, profile, tmp_path, clock):
+    """Issue 21: with two entries kept, a third restore in one episode deleted the original
+    login parts (the first entry holds them; the later ones hold restored backups)."""
+    first = store.take(profile, link=LINK)
+    second = store.take(profile, link=LINK)
+    (profile / f"{IDB}/000009.ldb").write_bytes(b"the original, broken login")
+    original = {k: v for k, v in tree(profile).items() if k.startswith(("Default/IndexedDB", "Default/Local"))}
+    moved = [store.restore(info, profile).moved_aside for info in (first, second, first, second)]
+    entries = store.broken.entries()
+    assert [p.name for p in entries] == [moved[-1].name, moved[0].name]
+    assert {k: v for k, v in tree(moved[0]).items() if k in original} == original
+
+    # A restart in the middle of the episode (a new store on the same folders) changes nothing.
+    again = LocalBackups(store.root, "test", broken_root=store.broken_root, clock=clock)
+    latest = again.restore(first, profile).moved_aside
+    assert [p.name for p in again.broken.entries()] == [latest.name, moved[0].name]
+
+    # Ready: the next restore starts an episode of its own, whose first entry is kept.
+    again.end_episode()
+    fresh = [again.restore(info, profile).moved_aside for info in (second, first, second)]
+    assert [p.name for p in again.broken.entries()] == [fresh[-1].name, fresh[0].name]
 
 
 def test_restore_of_a_corrupt_backup_leaves_the_profile_alone(store, profile):
@@ -248,17 +221,6 @@ def test_restore_of_a_corrupt_backup_leaves_the_profile_alone(store, profile):
     with pytest.raises(BackupCorrupt, match="CURRENT"):
         store.restore(info, profile)
     assert tree(profile) == before and not store.broken_root.exists()
-
-
-def test_restore_newest_falls_back_and_honours_skip(store, profile, tmp_path):
-    oldest = store.take(profile, link=LINK)
-    older = store.take(profile, link=LINK)
-    newest = store.take(profile, link=LINK)
-    (newest.path / "manifest.json").unlink()
-    target = tmp_path / "target"
-    assert store.restore_newest(target).name == older.name
-    assert store.restore_newest(target, skip={older.name}).name == oldest.name
-    assert store.restore_newest(target, skip={older.name, oldest.name}) is None
 
 
 def test_prune_keeps_n_and_drops_old_ones_except_the_newest(store, profile, clock):
@@ -282,73 +244,66 @@ def test_stale_temporary_folders_are_swept(store, profile):
     assert not (store.root / ".tmp-dead").exists()
 
 
-def test_delete_all_and_for_link(store, profile, tmp_path):
-    store.take(profile, link=LINK)
+def test_delete_and_delete_all(store, profile, tmp_path):
+    first = store.take(profile, link=LINK)
     other = store.take(profile, link="15550002222:1@c.us")
     store.take(profile, link=LINK)
     store.restore(other, tmp_path / "restored")
-    assert store.delete_for_link(LINK) == 2
-    assert [b.name for b in store.list_backups()] == [other.name]
-    assert store.delete_all() == 1 and store.list_backups() == []
+    store.restore(other, tmp_path / "restored")
+    assert store.delete([first.name, "not-a-backup", "../escape"]) == 1
+    assert first.name not in [b.name for b in store.list_backups()]
+    assert store.delete_all() == 2 and store.list_backups() == []
     assert not store.broken_root.exists()
 
 
-def test_pack_unpack_round_trip(store, profile, tmp_path):
-    info = store.take(profile, link=LINK)
-    blob = pack(info)
-    assert backup_module.read_manifest(info.path).to_json() == json.loads((info.path / "manifest.json").read_text())
-    elsewhere = tmp_path / "dyno2" / "backups"
-    copy = unpack(blob, elsewhere)
-    assert copy.name == info.name and copy.link == LINK
-    assert tree(copy.path) == tree(info.path)
-    assert stat.S_IMODE(copy.path.stat().st_mode) == 0o700
-    assert unpack(blob, elsewhere).path == copy.path  # idempotent
-    (copy.path / "Local State").write_bytes(b"torn")
-    assert tree(unpack(blob, elsewhere).path) == tree(info.path)  # a corrupt copy is replaced
-    assert not list(elsewhere.glob(".tmp-*"))
-    assert store.unpack(blob).path == info.path  # already there and sound: kept
-    (info.path / "Local State").unlink()
-    with pytest.raises(BackupCorrupt, match="missing file Local State"):
-        pack(info)  # a corrupt backup is never shipped
+def test_a_file_changed_after_its_copy_is_caught(store, profile, monkeypatch):
+    """Issue 21: the final check compared names only, so a file written after it was copied
+    (while later files were copied) gave a torn backup."""
+    real_copy = backup_module.copy_file
+
+    def copy_while_the_browser_writes(src, dst):
+        result = real_copy(src, dst)
+        if src.name == "Local State":  # the last file: an early one changes meanwhile
+            with open(profile / f"{IDB}/000003.log", "ab") as f:
+                f.write(b"a record written after this file was copied")
+        return result
+
+    monkeypatch.setattr(backup_module, "copy_file", copy_while_the_browser_writes)
+    with pytest.raises(BackupError, match=r"000003\.log changed while the backup was taken"):
+        store.take(profile, link=LINK)
+    assert store.list_backups() == [] and not list(store.root.glob(".tmp-*"))
 
 
-def tar_of(members) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for member, data in members:
-            tar.addfile(member, io.BytesIO(data) if data is not None else None)
-    return buffer.getvalue()
+def test_a_file_replaced_after_its_copy_is_caught(store, profile, monkeypatch):
+    """Same size, same content length: a rename over the file (LevelDB's CURRENT) is caught too."""
+    real_copy = backup_module.copy_file
+
+    def copy_and_replace(src, dst):
+        result = real_copy(src, dst)
+        if src.name == "Local State":
+            current = profile / f"{LS}/CURRENT"
+            (current.parent / "CURRENT.new").write_bytes(current.read_bytes())
+            os.replace(current.parent / "CURRENT.new", current)
+        return result
+
+    monkeypatch.setattr(backup_module, "copy_file", copy_and_replace)
+    with pytest.raises(BackupError, match="CURRENT changed"):
+        store.take(profile)
 
 
-def member(name, data=b"", kind=tarfile.REGTYPE, target=""):
-    info = tarfile.TarInfo(name)
-    info.type, info.size, info.linkname = kind, len(data), target
-    return info, data if kind == tarfile.REGTYPE else None
+def test_prune_never_deletes_the_newest_verified_backup(store, profile):
+    """Issue 21: with keep 1, an unreadable newest backup was counted as the one kept and
+    the only verified one was deleted."""
+    good = store.take(profile, link=LINK)
+    broken = store.take(profile, link=LINK)
+    (broken.path / "manifest.json").write_text("{torn")
+    assert store.prune(keep=1) == []
+    assert [b.name for b in store.list_backups()] == [broken.name, good.name]
+    assert [b.name for b in store.candidates()] == [good.name]
 
-
-@pytest.mark.parametrize("case", ["dotdot", "absolute", "symlink", "hardlink", "device",
-                                  "unlisted", "size", "garbage", "truncated", "bad hash"])
-def test_unpack_rejects_malicious_or_broken_archives(store, profile, tmp_path, case):
-    info = store.take(profile, link=LINK)
-    raw_manifest = (info.path / "manifest.json").read_bytes()
-    good = [member(f"{info.name}/manifest.json", raw_manifest)] + [
-        member(f"{info.name}/{rel}", data) for rel, data in LOGIN.items()]
-    blob = {
-        "dotdot": lambda: tar_of(good[:1] + [member(f"{info.name}/../../evil", b"x")]),
-        "absolute": lambda: tar_of([member("/tmp/evil", b"x")]),
-        "symlink": lambda: tar_of(good[:1] + [member(f"{info.name}/Local State", kind=tarfile.SYMTYPE,
-                                                     target="/etc/passwd")]),
-        "hardlink": lambda: tar_of(good[:1] + [member(f"{info.name}/Local State", kind=tarfile.LNKTYPE,
-                                                      target="/etc/passwd")]),
-        "device": lambda: tar_of(good[:1] + [member(f"{info.name}/Local State", kind=tarfile.CHRTYPE)]),
-        "unlisted": lambda: tar_of(good + [member(f"{info.name}/Default/Extra", b"x")]),
-        "size": lambda: tar_of(good[:1] + [member(f"{info.name}/Local State", b"{}")]),
-        "garbage": lambda: b"\x1f\x8b not really gzip" * 20,
-        "truncated": lambda: (lambda b: b[:len(b) // 2])(pack(info)),
-        "bad hash": lambda: tar_of(good[:-1] + [member(f"{info.name}/Local State", b"X" * len(LOGIN["Local State"]))]),
-    }[case]()
-    dest = tmp_path / "dest"
-    with pytest.raises(BackupCorrupt):
-        unpack(blob, dest)
-    assert not (tmp_path / "evil").exists() and not Path("/tmp/evil").exists()
-    assert list(dest.iterdir()) == []  # nothing installed, no temporary folder left
+    newer = store.take(profile, link=LINK)
+    corrupt = store.take(profile, link=LINK)
+    (corrupt.path / "Local State").write_bytes(b"torn")
+    # Neither unusable one counts; the one older than a verified backup is of no use.
+    assert sorted(store.prune(keep=1)) == sorted([good.name, broken.name])
+    assert [b.name for b in store.list_backups()] == [corrupt.name, newer.name]

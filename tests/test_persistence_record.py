@@ -1,14 +1,16 @@
-"""The session record file: atomic writes, corrupt files set aside, counters, the link."""
+"""The session record file: atomic writes, corrupt files set aside, counters, the link and the
+login's origin."""
 from __future__ import annotations
 
 import json
 import os
 import stat
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from whatsapp.persistence import record as record_module
 from whatsapp.persistence.record import RecordFile, SessionRecord, phone_of
@@ -18,7 +20,7 @@ WID = "15550001111:3@c.us"
 
 class Clock:
     def __init__(self):
-        self.now = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+        self.now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
     def __call__(self):
         self.now += timedelta(seconds=1)
@@ -76,8 +78,10 @@ def test_link_ready_and_logout(records, path):
     linked_at = record.linked_at
     assert records.mark_ready(WID).linked_at == linked_at  # same account: still the same link
     assert records.mark_ready("15550002222:1@c.us").linked_at > linked_at
+    records.update(login_since=records._clock(), login_source="database")
     record = records.clear_link(logged_out=True, reason="logged_out")
     assert record.wid is None and record.phone is None and record.linked_at is None
+    assert record.login_since is None and record.login_source is None
     assert record.logged_out_at is not None and record.last_reason == "logged_out"
     assert not RecordFile(path).load().expects_login
     status = records.to_status()
@@ -141,7 +145,7 @@ def test_only_three_corrupt_copies_are_kept(records, path):
 def test_unknown_keys_and_naive_times_are_tolerated(records, path):
     path.write_text(json.dumps({"linkedAt": "2026-01-01T00:00:00", "future": [1], "wid": WID}))
     record = records.load()
-    assert record.linked_at == datetime(2026, 1, 1, tzinfo=timezone.utc) and record.wid == WID
+    assert record.linked_at == datetime(2026, 1, 1, tzinfo=UTC) and record.wid == WID
     assert records.corrupt_note is None
 
 
