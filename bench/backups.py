@@ -1,5 +1,5 @@
-"""Backups: `BackupStore.take` on the linked profile (browser closed), its size on disk, and
-`BackupStore.restore` into an empty profile; the floor is a plain copy of the same files."""
+"""Backups: `LocalBackups.take` on the linked profile (browser closed), its size on disk, and
+`LocalBackups.restore` into an empty profile; the floor is a plain copy of the same files."""
 from __future__ import annotations
 
 import os
@@ -31,12 +31,13 @@ def _plain_copy(profile: Path, files: list[str], dst: Path) -> float:
 
 
 def backup_and_restore(ctx: Context, linked: Path, logged: list[tuple[int, float]]) -> dict:
-    from whatsapp.persistence.backups import BackupStore, login_files
+    from whatsapp.persistence.backups import LocalBackups
+    from whatsapp.persistence.profile import login_files
 
     profile = copy_profile(profile_of(linked), ctx.path("backup-source"))
     files = login_files(profile)
     root = ctx.path("backups") / "backups" / CLIENT_ID
-    store = BackupStore(root, CLIENT_ID, keep=ctx.runs + 1)
+    store = LocalBackups(root, CLIENT_ID, keep=ctx.runs + 1)
     take_s, restore_s, copy_s, sizes, on_disk = [], [], [], [], []
     for _ in range(ctx.runs):
         info = store.take(profile)
@@ -47,7 +48,7 @@ def backup_and_restore(ctx: Context, linked: Path, logged: list[tuple[int, float
         target = ctx.path("restored-profile")  # empty: restore creates it
         restore_s.append(store.restore(info, target).seconds)
     rows = [
-        Row("backup take (BackupStore.take)", "s", take_s, "plain copy of the same files", copy_s,
+        Row("backup take (LocalBackups.take)", "s", take_s, "plain copy of the same files", copy_s,
             note=f"{len(files)} files; hashes, manifest, fsync"),
         Row("backup restore (into empty profile)", "s", restore_s, "plain copy of the same files", copy_s,
             note="verify, stage, hash again, rename"),
