@@ -324,6 +324,57 @@ def test_find_outgoing_after_a_reload(wa):
     assert [m["waId"] for m in sent_to(sim, "15550008888")][:2] == ids and len(sent_to(sim, "15550008888")) == 3
 
 
+# -- shapes of the real page the simulator does not draw ------------------------------------------
+
+# Modelled on the 2026 DOM captures in sanand0/tools whatsappscraper (test-messages-2026-04
+# and -05-10): the data-id element three levels above the bubble, an author block, a quoted
+# message, a link, an emoji drawn as an image, a line break, a preview card (here a link, as
+# LINK_PREVIEW supposes), a deleted message, and a row with an id but no text.
+CAPTURE = """
+<div id="main"><header><div><span dir="auto" title="\u202a+91 77378 87058\u202c">+91 77378 87058</span></div></header>
+<div role="row"><div class="_amjv" data-id="3EB00298006A5DC1795156"><div data-virtualized="false"><div>
+  <div class="message-in focusable-list-item">
+    <div role=""><span data-testid="author" dir="auto" aria-label="Maybe Nirant">Nirant</span></div>
+    <div class="_ahy1 copyable-text" data-pre-plain-text="[12:19, 10/05/2026] +91 77378 87058: ">
+      <div role="button" aria-label="Quoted message">
+        <span data-testid="selectable-text" class="quoted-mention copyable-text">the quote</span></div>
+      <a href="https://x.com/a"><span data-testid="selectable-text" class="copyable-text">Preview title</span></a>
+      <span data-testid="selectable-text" dir="ltr" class="_ao3e copyable-text">see <a
+        href="https://x.com/a">https://x.com/a</a> <img class="emoji" alt="😀" src="data:,"
+        >!<br>second line</span>
+      <span><span>12:19</span></span>
+    </div></div></div></div></div></div>
+<div role="row"><div data-id="36959035441778309954"><div class="message-in">
+  <span dir="auto">~Aashay</span></div></div></div>
+<div role="row"><div data-id="3A4689CE2A81856D4BB0"><div class="message-in">
+  <div class="copyable-text" data-pre-plain-text="[12:20, 10/05/2026] +91 77378 87058: ">
+    <span data-icon="recalled"></span>
+    <span class="selectable-text copyable-text">This message was deleted</span></div></div></div></div>
+<div role="row"><div class="sep"><span>TODAY</span></div></div>
+<div role="row"><div data-id="3EB0AAAAAAAAAAAAAAAAAA"><div class="message-out">
+  <div class="copyable-text" data-pre-plain-text="[12:21, 10/05/2026] Me: ">
+    <span data-testid="selectable-text" class="copyable-text">ok</span>
+    <span data-icon="msg-dblcheck" aria-label=" Read "></span></div></div></div></div>
+</div>
+"""
+
+
+@pytest.mark.e2e
+def test_rows_of_real_capture_shapes(shared):
+    shared.get("about:blank")
+    shared.execute_script("document.body.innerHTML = arguments[0];", CAPTURE)
+    inbox = chat.read_inbox(shared)
+    assert (inbox.open.title, inbox.open.title_digits) == ("\u202a+91 77378 87058\u202c", "917737887058")
+    first, contact, deleted, ok = inbox.open.rows
+    assert (first.wa_id, first.direction, first.kind) == ("3EB00298006A5DC1795156", "in", "text")
+    assert first.text == "see https://x.com/a 😀!\nsecond line"  # not the quote, not the preview
+    assert (first.time, first.sender, first.sender_digits) == ("12:19, 10/05/2026", "+91 77378 87058", "917737887058")
+    assert (contact.kind, contact.text, contact.pre) == ("unsupported", None, None)  # reported, not dropped
+    assert (deleted.kind, deleted.text) == ("unsupported", None)
+    assert (ok.direction, ok.text, ok.ack, ok.sender) == ("out", "ok", "read", "Me")
+    assert chat.find_outgoing(shared, "ok") == [ok] and chat.find_outgoing(shared, "see") == []
+
+
 # -- the screens read_state knows, with tuple locators -------------------------------------------
 
 @parametrize_wa
