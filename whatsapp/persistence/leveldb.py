@@ -257,8 +257,10 @@ def snappy_decompress(data: bytes) -> bytes:
             pos += 4
         if offset == 0 or offset > len(out):
             raise Corrupt("snappy copy before the start")
-        for _ in range(length):  # byte by byte: a copy may overlap what it writes
-            out.append(out[-offset])
+        if offset >= length:
+            out += out[len(out) - offset: len(out) - offset + length]
+        else:  # overlapping: the last `offset` bytes repeat
+            out += (out[-offset:] * (length // offset + 1))[:length]
     if len(out) != expected:
         raise Corrupt(f"snappy gave {len(out)} bytes, expected {expected}")
     return bytes(out)

@@ -105,7 +105,7 @@ class Manifest:
         if not isinstance(client_id, str) or not (link is None or isinstance(link, str)):
             raise bad("has a bad clientId or link")
         try:
-            moment = _aware(datetime.fromisoformat(created))
+            moment = _aware(datetime.fromisoformat(str(created)))
             since = None if body.get("loginSince") is None else _aware(datetime.fromisoformat(body["loginSince"]))
         except (TypeError, ValueError):
             raise bad("has a bad created or loginSince time") from None
