@@ -139,12 +139,13 @@ class Ownership:
     def _acquire_locked(self) -> Check:
         if self._conn is not None:
             return Check.OWNED
-        state = self._attempt()
-        if state is Check.RECOVERING:
-            state = self._attempt()  # our old backend has just been ended: once more
+        state, stalled = self._attempt()
+        if stalled is not None and self._end(stalled):
+            state, _ = self._attempt()  # our old backend has just gone: once more
         return state
 
-    def _attempt(self) -> Check:
+    def _attempt(self) -> tuple[Check, int | None]:
+        """One try for the lock; with RECOVERING, the pid of our own backend that holds it."""
         opened: list[psycopg.Connection] = []
         unsigned = self._key & 0xFFFFFFFFFFFFFFFF
 
@@ -157,15 +158,6 @@ class Ownership:
                 if conn.execute("SELECT pg_try_advisory_lock(%s)", (self._key,)).fetchone()[0]:  # type: ignore[index]
                     return True, pid
                 holder = conn.execute(_HOLDER, (unsigned >> 32, unsigned & 0xFFFFFFFF)).fetchone()
-                if holder is not None and (holder[0], holder[3]) in self._mine:
-                    # Our own abandoned connection: end it, and wait (bounded) until it has gone.
-                    ended = conn.execute("SELECT pg_terminate_backend(%s, %s)",
-                                         (holder[0], int(self.db.timeout_s * 500))).fetchone()
-                    log.warning("the owner lock of client id %r is held by this server's own stalled "
-                                "connection (backend pid %s): %s", self.client_id, holder[0],
-                                "ended it" if ended and ended[0] else "ending it")
-                    conn.close()
-                    return False, "ours"
             except BaseException:
                 conn.close()
                 raise
@@ -173,18 +165,20 @@ class Ownership:
             return False, holder
 
         # An abandoned attempt may have taken the lock: closing its connection gives it back.
-        # Twice the bound: ending a stalled backend of ours may wait for half of it.
-        got, detail = self.db.call("take the owner lock", attempt, 2 * self.db.timeout_s,
-                                   on_abandon=lambda: [_close(c) for c in opened])
+        got, detail = self.db.call("take the owner lock", attempt, on_abandon=lambda: [_close(c) for c in opened])
         if got:
             self._conn = opened[0]
             self._note(owner=True, ownerPid=detail, holderPid=None, holderApplication=None,
                        holderAddress=None, holderSince=None)
             log.info("this server now owns client id %r (database backend pid %s)", self.client_id, detail)
-            return Check.OWNED
-        if detail == "ours":
-            return Check.RECOVERING
+            return Check.OWNED, None
         pid, application, address, since = detail or (None, None, None, None)
+        if pid is None:
+            return Check.RECOVERING, None  # let go between the two statements: try again later
+        if (pid, since) in self._mine:
+            log.warning("the owner lock of client id %r is held by this server's own stalled connection "
+                        "(backend pid %s), not by another server: ending it", self.client_id, pid)
+            return Check.RECOVERING, pid
         with self._state_lock:
             news = self._state["holderPid"] != pid
             self._state.update(owner=False, ownerPid=None, holderPid=pid, holderApplication=application,
@@ -192,7 +186,21 @@ class Ownership:
         if news:
             log.warning("client id %r is owned by another server (backend pid %s, %s from %s); "
                         "not driving the account until it lets go", self.client_id, pid, application, address)
-        return Check.RIVAL if pid is not None else Check.RECOVERING
+        return Check.RIVAL, None
+
+    def _end(self, pid: int) -> bool:
+        """End our own stalled backend `pid`, waiting (bounded) until it has gone; True if it has."""
+        wait_ms = int(self.db.timeout_s * 500)
+
+        def run() -> bool:
+            with self.db.connect() as conn:
+                row = conn.execute("SELECT pg_terminate_backend(%s, %s)", (pid, wait_ms)).fetchone()
+            return bool(row and row[0])
+
+        try:
+            return self.db.call("end a stalled connection of ours", run)
+        except DatabaseUnavailable:
+            return False
 
     def _remember(self, backend: tuple[int, datetime | None]) -> None:
         with self._state_lock:
