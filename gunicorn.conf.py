@@ -9,7 +9,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # started from a
 
 import gunicorn.util
 
-from whatsapp.api import errors
+from whatsapp.api import errors, keys
 from whatsapp.config import Config, ConfigError
 
 # gunicorn answers requests it cannot parse itself, with HTML: make those JSON as well.
@@ -22,6 +22,16 @@ try:
 except ConfigError as exc:
     print(f"configuration error: {exc}", file=sys.stderr, flush=True)
     sys.exit(2)
+
+# Locked by default: without WHATSAPP_API_KEY (and outside WHATSAPP_LOCAL_ONLY) the key is the
+# one generated in <dir>/api-key. Made (or checked) here, in the master, so that an unusable
+# key file is one line and exit code 2 as well; the worker reads it again and logs where it is.
+if _config.api_key is None and not _config.local_only:
+    try:
+        keys.load_or_create(_config.api_key_path)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
 
 bind = f"0.0.0.0:{_config.port}"
 # One worker, whatever WEB_CONCURRENCY says (Heroku sets it to 2 on small dynos): every

@@ -1,27 +1,33 @@
 """Access rules (contract section 3, Access) and JSON-only errors under /api/.
 
-Three layers: the pure predicates; a minimal Flask app with only `errors` and `access`
-(fast, and able to fake a non-loopback peer); the real server started as the Procfile does,
-once with a key and once without (module-scoped, `WHATSAPP_AUTO_INIT=0`: no browser).
+Four layers: the pure predicates; the generated key's file (`keys.py`); a minimal Flask app
+with only `errors` and `access` (fast, and able to fake a non-loopback peer or an HTTP/1.0
+request); the real server started as the Procfile does, once with a key and once in
+WHATSAPP_LOCAL_ONLY mode (module-scoped, `WHATSAPP_AUTO_INIT=0`: no browser). The locked
+default and reverse proxies (a real nginx) are in test_e2e_access.py.
 """
 from __future__ import annotations
 
 import base64
+import hashlib
 import http.client
 import json
+import multiprocessing
+import os
 import socket
 import stat
+from pathlib import Path
 
 import psutil
 import pytest
 from flask import Flask
-
 from harness import ServerProcess, start_server
-from whatsapp.api import access
-from whatsapp.api import errors
-from whatsapp.config import Config
+
+from whatsapp.api import access, errors, keys
+from whatsapp.config import Config, ConfigError
 
 KEY = "s3cret-Key_42"
+DIGEST = keys.key_digest(KEY)
 
 
 def basic(user: str, password: str) -> str:
@@ -52,7 +58,7 @@ def test_is_local_host(host, expected):
 
 
 def test_key_matches_header_or_basic_password_only():
-    key = KEY.encode()
+    key = DIGEST
     assert access.key_matches(key, KEY, None)
     assert access.key_matches(key, None, basic("anyone", KEY))
     assert access.key_matches(key, None, basic("", KEY))
@@ -70,8 +76,120 @@ def test_key_with_colon_and_non_ascii_bytes():
     key = "pä:ss"
     # WSGI hands header bytes over as latin-1 text: the UTF-8 bytes of the key, decoded so.
     as_wsgi = key.encode("utf-8").decode("latin-1")
-    assert access.key_matches(key.encode(), as_wsgi, None)
-    assert access.key_matches(key.encode(), None, "Basic " + base64.b64encode(b"u:" + key.encode()).decode())
+    digest = keys.key_digest(key)
+    assert access.key_matches(digest, as_wsgi, None)
+    assert access.key_matches(digest, None, "Basic " + base64.b64encode(b"u:" + key.encode()).decode())
+
+
+def test_key_given_as_its_sha256():
+    configured = "sha256:" + hashlib.sha256(KEY.encode()).hexdigest()
+    assert keys.key_digest(configured) == DIGEST == keys.key_digest(configured.upper().replace("SHA256", "sha256"))
+    assert keys.key_digest("SHA256:" + configured[7:]) == DIGEST
+    assert access.key_matches(keys.key_digest(configured), KEY, None)
+    assert not access.key_matches(keys.key_digest(configured), configured, None)  # the digest is no key
+
+
+def test_an_empty_key_never_matches_even_the_digest_of_nothing():
+    empty = keys.key_digest("sha256:" + hashlib.sha256(b"").hexdigest())
+    assert not access.key_matches(empty, "", None)
+    assert not access.key_matches(empty, None, basic("user", ""))
+    assert not access.key_matches(empty, None, None)
+
+
+LOCAL = {"Host": "127.0.0.1:3001"}
+
+
+@pytest.mark.parametrize("peer, headers, protocol, local", [
+    ("127.0.0.1", LOCAL, "HTTP/1.1", True),
+    ("::1", {"Host": "[::1]:3001"}, "HTTP/1.1", True),
+    ("::ffff:127.0.0.1", {"Host": "localhost"}, "HTTP/1.1", True),
+    ("203.0.113.9", LOCAL, "HTTP/1.1", False),
+    ("127.0.0.1", {"Host": "evil.example"}, "HTTP/1.1", False),
+    ("127.0.0.1", {}, "HTTP/1.1", False),
+    # nginx's default proxy_pass: HTTP/1.0, Host 127.0.0.1:<port>, no forwarding header.
+    ("127.0.0.1", LOCAL, "HTTP/1.0", False),
+    ("127.0.0.1", LOCAL, "HTTP/0.9", False),
+    *[("127.0.0.1", {**LOCAL, name: value}, "HTTP/1.1", False)
+      for name, value in (("Forwarded", "for=198.51.100.7"), ("X-Forwarded-For", "198.51.100.7"),
+                          ("X-Forwarded-Host", "example.com"), ("X-Real-IP", "198.51.100.7"),
+                          ("Via", "1.1 proxy"), ("x-forwarded-for", ""), ("X-REAL-IP", "127.0.0.1"))],
+])
+def test_is_local_request(peer, headers, protocol, local):
+    from werkzeug.datastructures import Headers
+
+    assert access.is_local_request(peer, Headers(headers), protocol) is local
+
+
+# -- the generated key's file ---------------------------------------------------------------
+
+def test_key_file_created_owner_only_and_reused(tmp_path):
+    path = tmp_path / "deep" / "data" / "api-key"
+    old = os.umask(0o002)
+    try:
+        key, created = keys.load_or_create(path)
+    finally:
+        os.umask(old)
+    assert created and len(key) >= 40 and key.isprintable() and " " not in key
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert path.read_text().strip() == key
+    assert keys.load_or_create(path) == (key, False)
+    assert [p.name for p in path.parent.iterdir()] == ["api-key"]  # no temporary file left
+    path.chmod(0o644)  # copied in with a loose mode: used, and tightened
+    assert keys.load_or_create(path) == (key, False)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("content, problem", [
+    (b"", "is empty"), (b"\n  \n", "is empty"), (b"\xff\xfe\x00", "not text"),
+    (b"short", "corrupt"), (b"two words of a key that is long", "corrupt"), (b"k" * 30 + b"\x01", "corrupt"),
+])
+def test_unusable_key_file_is_one_line_naming_it_never_a_new_key(tmp_path, content, problem):
+    path = tmp_path / "api-key"
+    path.write_bytes(content)
+    with pytest.raises(keys.KeyFileError) as caught:
+        keys.load_or_create(path)
+    message = str(caught.value)
+    assert isinstance(caught.value, ConfigError) and caught.value.variable == "WHATSAPP_API_KEY"
+    assert str(path) in message and problem in message and "\n" not in message, message
+    assert path.read_bytes() == content  # never replaced
+
+
+def test_key_file_through_a_symlink_is_refused(tmp_path):
+    target = tmp_path / "elsewhere"
+    target.write_text("k" * 43)
+    (tmp_path / "api-key").symlink_to(target)
+    with pytest.raises(keys.KeyFileError, match="cannot be read"):
+        keys.load_or_create(tmp_path / "api-key")
+
+
+def _race(barrier, folders: list[str], out) -> None:
+    barrier.wait(timeout=30)
+    out.put([keys.load_or_create(Path(folder) / "api-key") for folder in folders])
+
+
+def test_processes_starting_at_once_end_with_one_key(tmp_path):
+    """Four processes create the keys of the same 20 folders at once: one key per folder, and
+    exactly one process created each."""
+    context = multiprocessing.get_context("spawn")
+    folders = [str(tmp_path / f"d{n}") for n in range(20)]
+    barrier, out = context.Barrier(4), context.Queue()
+    procs = [context.Process(target=_race, args=(barrier, folders, out)) for _ in range(4)]
+    for proc in procs:
+        proc.start()
+    try:
+        results = [out.get(timeout=60) for _ in procs]
+    finally:
+        for proc in procs:
+            proc.join(30)
+            if proc.is_alive():
+                proc.kill()
+    for n, folder in enumerate(folders):
+        seen = [result[n] for result in results]
+        assert len({key for key, _ in seen}) == 1, seen
+        assert sum(created for _, created in seen) == 1, seen
+        assert (Path(folder) / "api-key").read_text().strip() == seen[0][0]
+        assert sorted(p.name for p in Path(folder).iterdir()) == ["api-key"]
 
 
 @pytest.mark.parametrize("origin, host, proto, foreign", [
@@ -105,10 +223,10 @@ def test_no_origin_is_allowed_but_fetch_metadata_cross_site_is_not():
 
 # -- a minimal app: errors + access + dummy routes ---------------------------------------
 
-def make_app(api_key: str | None) -> Flask:
+def make_app(api_key: str | None, data_dir: Path, local_only: bool = False) -> Flask:
     app = Flask(__name__)
     errors.register_error_handlers(app)
-    access.init_app(app, Config(api_key=api_key))
+    access.init_app(app, Config(api_key=api_key, local_only=local_only, session_dir=data_dir))
 
     @app.get("/api/whatsapp/status")
     def status():
@@ -139,13 +257,20 @@ def make_app(api_key: str | None) -> Flask:
 
 
 @pytest.fixture
-def keyed():
-    return make_app(KEY).test_client()
+def keyed(tmp_path):
+    return make_app(KEY, tmp_path / "data").test_client()
 
 
 @pytest.fixture
-def open_local():
-    return make_app(None).test_client()
+def open_local(tmp_path):
+    """WHATSAPP_LOCAL_ONLY=1 and no key."""
+    return make_app(None, tmp_path / "data", local_only=True).test_client()
+
+
+@pytest.fixture
+def generated(tmp_path):
+    """No key set, no local mode: the default, locked with the key generated in the data folder."""
+    return make_app(None, tmp_path / "data").test_client()
 
 
 REMOTE = {"REMOTE_ADDR": "203.0.113.9"}
@@ -186,7 +311,7 @@ def test_minimal_key_missing_wrong_or_in_url(keyed):
     assert "WWW-Authenticate" not in post.headers  # no browser prompt for scripts' POSTs
 
 
-def test_minimal_no_key_local_only(open_local):
+def test_minimal_no_key_local_only(open_local, tmp_path):
     assert open_local.get("/api/whatsapp/status", headers={"Host": "localhost:3001"}).status_code == 200
     assert open_local.get("/api/whatsapp/status", headers={"Host": "[::1]:1"},
                           environ_overrides={"REMOTE_ADDR": "::ffff:127.0.0.1"}).status_code == 200
@@ -194,11 +319,51 @@ def test_minimal_no_key_local_only(open_local):
                  open_local.get("/api/whatsapp/status", environ_overrides=REMOTE),
                  open_local.get("/api/whatsapp/status", environ_overrides=REMOTE,
                                 headers={"X-Forwarded-For": "127.0.0.1", "X-Real-Ip": "127.0.0.1"}),
+                 open_local.get("/api/whatsapp/status", headers={"X-Forwarded-For": "198.51.100.7"}),
+                 open_local.get("/api/whatsapp/status", headers={"Via": "1.1 nginx"}),
+                 open_local.get("/api/whatsapp/status", environ_overrides={"SERVER_PROTOCOL": "HTTP/1.0"}),
+                 open_local.post("/api/whatsapp/clear-session", headers={"X-Real-IP": "198.51.100.7"}),
+                 open_local.get("/metrics", headers={"Forwarded": "for=198.51.100.7"}),
                  open_local.get("/api/whatsapp/status", headers={"X-Api-Key": "anything",
                                                                  "Host": "rebind.example:3001"})):
         assert "WHATSAPP_API_KEY" in assert_error(resp, 401)["message"]
     # Outside /api/ and /metrics the rules do not apply.
     assert open_local.get("/", environ_overrides=REMOTE).status_code == 200
+    assert not (tmp_path / "data" / "api-key").exists()  # no key in this mode unless one is set
+
+
+def test_minimal_locked_by_default_with_the_generated_key(generated, tmp_path):
+    key = (tmp_path / "data" / "api-key").read_text().strip()
+    # Even a direct local client needs it now: a local proxy would look just like one.
+    for resp in (generated.get("/api/whatsapp/status"),
+                 generated.get("/api/whatsapp/status", headers={"Host": "127.0.0.1:3001"}),
+                 generated.post("/api/whatsapp/clear-session"),
+                 generated.get("/metrics"),
+                 generated.get("/api/whatsapp/status", headers={"X-Api-Key": key[:-1]})):
+        assert "WHATSAPP_API_KEY" in assert_error(resp, 401)["message"]
+    assert generated.get("/api/whatsapp/status", headers={"X-Api-Key": key}).status_code == 200
+    assert generated.get("/api/whatsapp/status", headers={"Authorization": basic("me", key)},
+                         environ_overrides=REMOTE).status_code == 200
+
+
+def test_minimal_key_and_local_only_together(tmp_path):
+    """Both set: the key is accepted from anywhere, and direct local clients need none."""
+    client = make_app(KEY, tmp_path / "data", local_only=True).test_client()
+    assert client.get("/api/whatsapp/status").status_code == 200
+    assert client.get("/api/whatsapp/status", headers={"X-Api-Key": KEY, "Host": "app.example"},
+                      environ_overrides=REMOTE).status_code == 200
+    refused = client.get("/api/whatsapp/status", headers={"X-Forwarded-For": "198.51.100.7"})
+    assert "A valid API key is required" in assert_error(refused, 401)["message"]
+    assert_error(client.get("/api/whatsapp/status", environ_overrides=REMOTE), 401)
+    assert not (tmp_path / "data" / "api-key").exists()
+
+
+def test_minimal_sha256_key(tmp_path):
+    configured = "sha256:" + hashlib.sha256(KEY.encode()).hexdigest()
+    client = make_app(configured, tmp_path / "data").test_client()
+    assert client.get("/api/whatsapp/status", headers={"X-Api-Key": KEY}).status_code == 200
+    assert client.get("/api/whatsapp/status", headers={"Authorization": basic("u", KEY)}).status_code == 200
+    assert_error(client.get("/api/whatsapp/status", headers={"X-Api-Key": configured}), 401)
 
 
 @pytest.mark.parametrize("client_name, headers", [
@@ -209,7 +374,8 @@ def test_minimal_origin_check(request, client_name, headers):
     base = {"Host": "localhost:3001", **headers}
     assert_error(client.post("/api/whatsapp/initialize", headers={**base, "Origin": "http://evil.example"}), 403)
     assert_error(client.post("/api/whatsapp/initialize", headers={**base, "Origin": "null"}), 403)
-    assert client.post("/api/whatsapp/initialize", headers={**base, "Origin": "http://localhost:3001"}).status_code == 200
+    same = {**base, "Origin": "http://localhost:3001"}
+    assert client.post("/api/whatsapp/initialize", headers=same).status_code == 200
     assert client.post("/api/whatsapp/initialize", headers=base).status_code == 200
     # Reads are not state changes: a foreign Origin on GET is left to CORS.
     assert client.get("/api/whatsapp/status", headers={**base, "Origin": "http://evil.example"}).status_code == 200
@@ -241,12 +407,21 @@ def test_minimal_security_headers(keyed):
     assert resp.headers["Cache-Control"] == "no-store"
 
 
-def test_warning_once_without_key(caplog):
-    with caplog.at_level("WARNING", logger="whatsapp.api.access"):
-        make_app(None)
-        make_app(KEY)
-    warnings = [r for r in caplog.records if "WHATSAPP_API_KEY" in r.getMessage()]
-    assert len(warnings) == 1
+def test_logs_where_the_key_is_and_warn_of_local_only(caplog, tmp_path):
+    with caplog.at_level("INFO", logger="whatsapp.api.access"):
+        make_app(None, tmp_path / "a")
+        make_app(None, tmp_path / "a")
+        make_app(KEY, tmp_path / "b")
+        make_app(None, tmp_path / "c", local_only=True)
+    messages = [(r.levelname, r.getMessage()) for r in caplog.records]
+    key = (tmp_path / "a" / "api-key").read_text().strip()
+    assert key not in caplog.text and KEY not in caplog.text
+    where = [m for m in messages if str(tmp_path / "a" / "api-key") in m[1]]
+    assert [level for level, _ in where] == ["WARNING", "INFO"], messages  # generated, then reused
+    assert "generated" in where[0][1] and "using" in where[1][1]
+    local = [m for m in messages if "WHATSAPP_LOCAL_ONLY" in m[1]]
+    assert [level for level, _ in local] == ["WARNING"], messages
+    assert len(messages) == 3, messages  # nothing about the keyed app
 
 
 def test_key_never_logged(caplog, keyed):
@@ -293,9 +468,14 @@ def keyed_server(tmp_path_factory):
     server.stop()
 
 
+def start_local_only(data_dir: Path) -> ServerProcess:
+    return ServerProcess(data_dir, {"WHATSAPP_AUTO_INIT": "0", "WHATSAPP_LOCAL_ONLY": "1"}).start()
+
+
 @pytest.fixture(scope="module")
 def local_server(tmp_path_factory):
-    server = start_server(tmp_path_factory.mktemp("local") / "data", None)
+    """WHATSAPP_LOCAL_ONLY=1 and no key."""
+    server = start_local_only(tmp_path_factory.mktemp("local") / "data")
     yield server
     server.stop()
 
@@ -337,6 +517,7 @@ def _own_origin(server):
 PROBE = (b'{"probe": 1}', "application/json")
 
 
+@pytest.mark.e2e  # its servers come through getfixturevalue, which conftest cannot see
 @pytest.mark.parametrize("which", ["keyed", "local"])
 def test_server_origin_check(request, which):
     server = request.getfixturevalue(f"{which}_server")
@@ -353,7 +534,7 @@ def test_server_origin_check(request, which):
     assert server.get(STATUS, headers=auth)[1]["status"] == "stopped"
 
 
-def test_server_no_key_serves_local_hosts_only(local_server):
+def test_server_local_only_serves_direct_local_clients_only(local_server):
     port = local_server.port
     for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}", "localhost"):
         assert send(local_server, "GET", STATUS, {"Host": host})[0] == 200, host
@@ -363,6 +544,12 @@ def test_server_no_key_serves_local_hosts_only(local_server):
         assert "WHATSAPP_API_KEY" in payload["message"]
     # A key sent to a key-less server changes nothing.
     json_error(send(local_server, "GET", STATUS, {"Host": "evil.example", "X-Api-Key": "x"}), 401)
+    for name in access.FORWARDING_HEADERS:
+        json_error(send(local_server, "GET", STATUS, {"Host": f"127.0.0.1:{port}", name: "198.51.100.7"}), 401)
+    # HTTP/1.0, as nginx's default proxy_pass sends it.
+    raw = _raw_exchange(local_server, f"GET {STATUS} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+    assert raw.split(b"\r\n")[0].endswith(b" 401 UNAUTHORIZED") and b"WHATSAPP_API_KEY" in raw, raw[:300]
+    assert not (local_server.data_dir / "api-key").exists()
 
 
 def _non_loopback_address() -> str | None:
@@ -384,10 +571,10 @@ def test_server_no_key_refuses_non_loopback_peer_even_with_forwarded_for(local_s
     assert "WHATSAPP_API_KEY" in payload["message"]
 
 
-def test_server_logs_one_warning_only_without_key(local_server, keyed_server):
-    warning = "WHATSAPP_API_KEY is not set"
+def test_server_logs_one_warning_only_in_local_only_mode(local_server, keyed_server):
+    warning = "WHATSAPP_LOCAL_ONLY=1: clients on this machine"
     assert local_server.log().count(warning) == 1, local_server.log()
-    assert warning not in keyed_server.log()
+    assert warning not in keyed_server.log() and "api-key" not in keyed_server.log()
     assert KEY not in keyed_server.log()
 
 
@@ -499,7 +686,7 @@ def test_server_malformed_http_is_json(keyed_server, request_bytes):
 
 @pytest.fixture
 def own_local_server(tmp_path):
-    server = start_server(tmp_path / "data", None)
+    server = start_local_only(tmp_path / "data")
     yield server
     server.stop()  # also kills a browser the known bug below may start
 

@@ -1,16 +1,24 @@
-"""Who may call the API: the key, the loopback rule, the Origin check, and safe answers.
+"""Who may call the API: the key, the local development mode, the Origin check, safe answers.
 
 `init_app(app, config)` installs the rules for every path `errors.is_api_path` names
-(/api/..., /metrics), in this order:
+(/api/..., /metrics), in this order (contract section 3, Access):
 
 1. An unsafe method (anything but GET/HEAD/OPTIONS) from a browser page of another origin
    is refused with 403, whoever asks: a web page must never log the account out.
-2. With `WHATSAPP_API_KEY` set, the request carries it as `X-Api-Key: <key>` or as the
-   password of HTTP Basic auth (any user name); otherwise 401 (with a Basic challenge on
-   GET/HEAD so that a browser prompts). Never taken from the URL, never logged.
-3. Without a key, only a loopback peer that addressed the server as localhost, 127.0.0.1 or
-   [::1] is served; otherwise 401 naming `WHATSAPP_API_KEY`.
-4. Bodies over `MAX_BODY_BYTES` get 413.
+2. A request carrying the key, as `X-Api-Key: <key>` or as the password of HTTP Basic auth
+   (any user name), is served from anywhere. The key is `WHATSAPP_API_KEY` (or the key whose
+   sha256 it gives as `sha256:<hex>`); unset, the key generated in `<data dir>/api-key`
+   (`keys.py`). Compared as sha256 digests in constant time; never taken from the URL, never
+   logged.
+3. With `WHATSAPP_LOCAL_ONLY=1` only (development), a request without the key is served when
+   it is `is_local_request`: a loopback peer, a Host of localhost, 127.0.0.1 or [::1], none of
+   `FORWARDING_HEADERS`, and HTTP/1.1 or later (nginx's default `proxy_pass` speaks HTTP/1.0
+   and adds no header: this refuses it; a proxy that speaks HTTP/1.1 and adds nothing cannot
+   be told from a local client, hence "never behind a proxy"). No key file is generated in
+   this mode unless a key is set; with a key set as well, the key still works from anywhere.
+4. Everything else gets 401 naming `WHATSAPP_API_KEY` (with a Basic challenge on GET/HEAD so
+   that a browser prompts).
+5. Bodies over `MAX_BODY_BYTES` get 413.
 
 Every answer on those paths gets `no-store` and the security headers below; an error that
 is not already JSON (a redirect, a stray HTML page) is replaced by the contract's shape.
@@ -19,6 +27,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
+import hashlib
 import hmac
 import ipaddress
 import json
@@ -29,6 +39,7 @@ from urllib.parse import urlsplit
 from flask import Flask, Response, request
 
 from ..config import Config
+from . import keys
 from .errors import ApiError, error_body, is_api_path
 
 log = logging.getLogger(__name__)
@@ -38,15 +49,27 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Exactly the contract's header; the key is compared as UTF-8 bytes whatever the browser sends.
 CHALLENGE = 'Basic realm="whatsapp"'
 # Host names a DNS-rebinding page cannot make a browser send: only a page that is itself
-# on localhost can. The port may be anything (the server may sit behind a local proxy).
+# on localhost can. The port may be anything.
 _LOCAL_HOST = re.compile(r"(localhost|127\.0\.0\.1|\[::1\])(:[0-9]{1,5})?", re.IGNORECASE)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+# A request that went through a proxy which says so: its client is somewhere else.
+FORWARDING_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Real-IP", "Via")
+# HTTP versions no current local client uses, but nginx's default proxy_pass does (1.0).
+_OLD_PROTOCOLS = frozenset({"HTTP/1.0", "HTTP/0.9"})
 
-_NO_KEY_MESSAGE = ("This server has no WHATSAPP_API_KEY set, so it serves only local clients "
-                   "that address it as localhost, 127.0.0.1 or [::1]; set WHATSAPP_API_KEY "
-                   "to allow others.")
-_KEY_MESSAGE = ("A valid API key is required: send it as the X-Api-Key header or as the "
-                "password of HTTP Basic auth (WHATSAPP_API_KEY).")
+_LOCAL_ONLY_MESSAGE = ("This server runs with WHATSAPP_LOCAL_ONLY=1: without a key it serves only clients "
+                       "on this machine that address it as localhost, 127.0.0.1 or [::1] directly, not "
+                       "through a proxy; other clients need the key set in WHATSAPP_API_KEY.")
+_KEY_MESSAGE = ("A valid API key is required: send it as the X-Api-Key header or as the password of "
+                "HTTP Basic auth (WHATSAPP_API_KEY, or when that is unset the key the server generated "
+                "in the file api-key of its data folder).")
+
+
+@dataclasses.dataclass(frozen=True)
+class Rules:
+    """What `_check_access` enforces: the key's sha256 (None: no key) and the local mode."""
+    digest: bytes | None
+    local_only: bool
 
 
 def is_loopback(address: str | None) -> bool:
@@ -64,19 +87,27 @@ def is_local_host(host: str | None) -> bool:
     return host is not None and _LOCAL_HOST.fullmatch(host.strip()) is not None
 
 
-def key_matches(key: bytes, x_api_key: str | None, authorization: str | None) -> bool:
-    """True when the X-Api-Key header or the Basic auth password equals `key`.
+def key_matches(digest: bytes, x_api_key: str | None, authorization: str | None) -> bool:
+    """True when the X-Api-Key header or the Basic auth password hashes to `digest` (sha256).
 
     Header strings come from WSGI as latin-1; encoding them back gives the bytes the client
-    sent, compared in constant time with the key's UTF-8 bytes. Both candidates are always
-    compared so that which header was used does not show in the timing.
+    sent. Both candidates are always hashed and compared, so that which header was used, and
+    the key's length, do not show in the timing. An empty candidate never matches.
     """
     candidates = [_raw(x_api_key) if x_api_key is not None else None, _basic_password(authorization)]
     matched = False
     for given in candidates:
-        # A missing candidate is compared against a dummy of another length: same code path.
-        matched |= hmac.compare_digest(given if given is not None else b"\0" + key, key)
+        presented = hashlib.sha256(given or b"").digest()
+        matched |= hmac.compare_digest(presented, digest) and bool(given)
     return matched
+
+
+def is_local_request(peer: str | None, headers, protocol: str | None) -> bool:
+    """The WHATSAPP_LOCAL_ONLY test (module docstring, rule 3): a client on this machine that
+    talks to the server directly. `headers` is any case-insensitive mapping."""
+    return (is_loopback(peer) and is_local_host(headers.get("Host"))
+            and not any(name in headers for name in FORWARDING_HEADERS)
+            and (protocol or "").strip().upper() not in _OLD_PROTOCOLS)
 
 
 def _raw(header: str) -> bytes:
@@ -156,18 +187,21 @@ def _refuse(status: int, message: str, reason: str, error: str | None = None):
     raise ApiError(status, message, error, headers)
 
 
-def _check_access(key: bytes | None) -> None:
+def _check_access(rules: Rules) -> None:
     if not is_api_path(request.path):
         return
     why = foreign_origin(request.method, request.headers, request.scheme)
     if why:
         _refuse(403, "Refused: state-changing requests from another site's page are not accepted.",
                 f"unsafe method from {why}", "forbidden_origin")
-    if key is not None:
-        if not key_matches(key, request.headers.get("X-Api-Key"), request.headers.get("Authorization")):
+    keyed = rules.digest is not None and key_matches(
+        rules.digest, request.headers.get("X-Api-Key"), request.headers.get("Authorization"))
+    if not keyed:
+        if not rules.local_only:
             _refuse(401, _KEY_MESSAGE, "missing or wrong API key")
-    elif not (is_loopback(_peer_address()) and is_local_host(request.headers.get("Host"))):
-        _refuse(401, _NO_KEY_MESSAGE, "no API key configured and not a local client")
+        if not is_local_request(_peer_address(), request.headers, request.environ.get("SERVER_PROTOCOL")):
+            _refuse(401, _LOCAL_ONLY_MESSAGE if rules.digest is None else _KEY_MESSAGE,
+                    "no valid API key and not a direct local client")
     if (request.content_length or 0) > MAX_BODY_BYTES:
         raise ApiError(413, f"The body is too large (at most {MAX_BODY_BYTES} bytes).")
 
@@ -206,14 +240,32 @@ def _secure(response: Response) -> Response:
     return response
 
 
+def rules_for(config: Config) -> Rules:
+    """The rules for `config`: its key, else the generated one (created at the first start),
+    else none in WHATSAPP_LOCAL_ONLY mode. Raises `keys.KeyFileError` (a ConfigError) when
+    the key file is unusable. Logs where the key is and the local mode, never a key."""
+    if config.api_key:
+        digest: bytes | None = keys.key_digest(config.api_key)
+    elif config.local_only:
+        digest = None
+    else:
+        key, created = keys.load_or_create(config.api_key_path)
+        digest = keys.key_digest(key)
+        log.log(logging.WARNING if created else logging.INFO,
+                "WHATSAPP_API_KEY is not set: %s the API key in %s (owner-only); clients send it as "
+                "X-Api-Key or as the Basic auth password", "generated" if created else "using",
+                config.api_key_path)
+    if config.local_only:
+        log.warning("WHATSAPP_LOCAL_ONLY=1: clients on this machine that talk to the server directly "
+                    "are served without a key (development only; never behind a reverse proxy)")
+    return Rules(digest=digest, local_only=config.local_only)
+
+
 def init_app(app: Flask, config: Config) -> None:
-    """Install the access rules and response headers on `app` for `config.api_key`."""
-    key = config.api_key.encode("utf-8") if config.api_key else None
+    """Install the access rules (`rules_for(config)`) and response headers on `app`."""
+    rules = rules_for(config)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     # `//api/x` would otherwise be answered by a redirect (HTML) before any rule ran.
     app.url_map.merge_slashes = False
-    if key is None:
-        log.warning("WHATSAPP_API_KEY is not set: the API serves only local clients (loopback "
-                    "address and Host localhost/127.0.0.1/[::1]); set it to serve others.")
-    app.before_request(lambda: _check_access(key))
+    app.before_request(lambda: _check_access(rules))
     app.after_request(_secure)
