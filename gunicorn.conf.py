@@ -38,8 +38,9 @@ bind = f"0.0.0.0:{_config.port}"
 # worker would own a browser, and two browsers on one profile corrupt the login.
 workers = 1
 # gthread keeps the worker's heartbeat while handler threads wait on the browser, and lets
-# /status answer while a command runs.
-worker_class = "gthread"
+# /status answer while a command runs. Its subclass reads each request whole in the event loop
+# (within 5 s) before a thread takes it: clients trickling bytes never hold a thread.
+worker_class = "whatsapp.serving.BufferingWorker"
 threads = 8
 timeout = 60
 # Heroku sends SIGKILL 30 s after SIGTERM; the session's own stop is bounded well below 20 s.

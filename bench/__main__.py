@@ -21,7 +21,7 @@ from .common import SYNC_SECONDS, Context, link, product_config
 from .report import print_breakdown, print_table
 
 RESULTS = Path(__file__).resolve().parent / "results"
-MEASUREMENTS = ("restart", "initialize", "latency", "shutdown", "backup", "memory", "profile")
+MEASUREMENTS = ("restart", "initialize", "latency", "shutdown", "backup", "memory", "profile", "slow_clients")
 
 
 def _versions() -> dict:
@@ -76,7 +76,12 @@ def main(argv=None) -> int:
 
     try:
         linked = ctx.path("linked")
-        step("link", lambda: link(ctx, linked) or {})
+        def link_profile() -> dict:
+            link(ctx, linked)
+            return {}
+
+        if only - {"slow_clients"}:  # the others start from a linked profile; slow_clients needs none
+            step("link", link_profile)
         from . import backups, breakdown, latency, memory, startup
 
         restart = None
@@ -101,6 +106,9 @@ def main(argv=None) -> int:
             step("memory", lambda: memory.memory(ctx, linked))
         if "profile" in only:
             step("profile", lambda: breakdown.profile_start(ctx, linked))
+        if "slow_clients" in only:
+            from . import slow_clients
+            step("slow_clients", lambda: slow_clients.slow_clients(ctx))
     finally:
         ctx.close()
 
