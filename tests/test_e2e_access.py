@@ -214,13 +214,13 @@ def test_locked_by_default_even_direct_and_through_nginx(locked, tmp_path):
 def test_generated_key_file_is_owner_only_logged_by_path_and_kept(tmp_path):
     data = tmp_path / "data"
     path = data / "api-key"
-    with start_server(data, None) as first:
+    with ServerProcess(data, {"WHATSAPP_AUTO_INIT": "0"}) as first:
         key = generated_key(first)
         assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(data.stat().st_mode) == 0o700
         assert str(path) in first.log() and key not in first.log()
     content = path.read_bytes()
     # A restart on the same folder keeps the key: the old one still works, nothing new is made.
-    with start_server(data, None) as again:
+    with ServerProcess(data, {"WHATSAPP_AUTO_INIT": "0"}) as again:
         assert path.read_bytes() == content
         assert via(again.port, "GET", STATUS, {"X-Api-Key": key})[0] == 200
         assert str(path) in again.log() and key not in again.log()
