@@ -5,8 +5,7 @@ import io
 import re
 
 import pytest
-
-from harness import ServerProcess, browsers_on
+from harness import CLIENT_ID, ServerProcess, browsers_on, login_on_disk, wait_for
 
 # Fixtures that start real processes (a browser, a server, PostgreSQL): tests using them are
 # end to end, and so is every test in a module named here.
@@ -77,6 +76,20 @@ def link_phone(server: ServerProcess, sim) -> dict:
     assert status == 200
     sim.scan(decode_qr_png(png))
     return server.wait_status(lambda s: s["status"] == "ready", timeout=60, message="ready")
+
+
+def linked_server(servers, sim, env: dict | None = None, data_dir=None) -> tuple[ServerProcess, str]:
+    """A server whose session is ready with a fresh link that has reached the disk (so that
+    a fault injected now meets a saved login); returns it and the link's wid."""
+    server = servers(env={"WHATSAPP_WEB_URL": sim.url, **(env or {})}, data_dir=data_dir)
+    link_phone(server, sim)
+    # The record is written just after the status turns ready: wait for both.
+    ready = server.wait_status(lambda s: s["status"] == "ready" and s["record"]["wid"], 30,
+                               "the link in the session record")
+    wid = ready["record"]["wid"]
+    client_id = server.env.get("WHATSAPP_CLIENT_ID", CLIENT_ID)
+    wait_for(lambda: login_on_disk(server.data_dir, wid, client_id), 30, message="the new login written to the profile")
+    return server, wid
 
 
 def status_changes(server: ServerProcess) -> list[str]:

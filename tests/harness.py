@@ -25,6 +25,29 @@ import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
+CLIENT_ID = "energenie-whatsapp"  # the default WHATSAPP_CLIENT_ID, which tests keep
+
+
+def profile_of(data_dir: Path, client_id: str = CLIENT_ID) -> Path:
+    return Path(data_dir) / f"session-{client_id}"
+
+
+def login_on_disk(data_dir: Path, wid: str | None = None, client_id: str = CLIENT_ID) -> bool:
+    """The link has reached the profile's files: localStorage's LevelDB holds `last-wid-md`
+    (and `wid` when given) and IndexedDB has content.
+
+    runtime.md: localStorage reaches disk lazily, and a browser SIGKILLed within ~5 s of the
+    write loses it. A test about the crash of a saved login waits for this first; killing
+    sooner tests another story (a broken login restored from a backup).
+    """
+    default = profile_of(data_dir, client_id) / "Default"
+    want = [b"last-wid-md"] + ([wid.encode()] if wid else [])
+    try:
+        stored = b"".join(path.read_bytes() for path in (default / "Local Storage" / "leveldb").iterdir()
+                          if path.suffix in (".log", ".ldb"))
+        return all(part in stored for part in want) and any((default / "IndexedDB").iterdir())
+    except OSError:
+        return False
 
 
 def free_port() -> int:
@@ -79,6 +102,7 @@ class ServerProcess:
     def __init__(self, data_dir: Path, env: dict | None = None, port: int | None = None,
                  command: list[str] | None = None):
         self.data_dir = Path(data_dir)
+        self.extra_env = dict(env or {})  # what the test set: a restart on the same folder reuses it
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, **TEST_ENV, "PORT": str(self.port),
@@ -89,7 +113,7 @@ class ServerProcess:
         self.proc: subprocess.Popen | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
-    def start(self, wait: bool = True) -> "ServerProcess":
+    def start(self, wait: bool = True) -> ServerProcess:
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.command, cwd=ROOT, env=self.env, stdout=self._log,

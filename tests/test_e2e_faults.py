@@ -18,11 +18,9 @@ from pathlib import Path
 
 import psutil
 import pytest
+from conftest import linked_server
+from harness import CLIENT_ID, ServerProcess, alive, browser_tree, profile_of, wait_for
 
-from conftest import link_phone
-from harness import ServerProcess, alive, browser_tree, wait_for
-
-CLIENT_ID = "energenie-whatsapp"
 RECOVER_S = 90          # generous: two cores shared with other browser tests
 STATUS_LATENCY_S = 2.0  # /status answers within ~1 s; loose for a noisy machine
 # The faults that must never offer a QR or touch the login.
@@ -44,7 +42,7 @@ class StatusWatch:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="status-watch", daemon=True)
 
-    def __enter__(self) -> "StatusWatch":
+    def __enter__(self) -> StatusWatch:
         self._thread.start()
         self.wait(lambda s: True, 30, "a first /status answer")
         return self
@@ -125,32 +123,7 @@ class StatusWatch:
 
 
 def profile_dir(server: ServerProcess) -> Path:
-    return server.data_dir / f"session-{CLIENT_ID}"
-
-
-def login_on_disk(server: ServerProcess, wid: str) -> bool:
-    """localStorage's LevelDB holds the link's wid, and IndexedDB has content."""
-    default = profile_dir(server) / "Default"
-    leveldb = default / "Local Storage" / "leveldb"
-    try:
-        in_local_storage = any(wid.encode() in f.read_bytes() for f in leveldb.iterdir() if f.is_file())
-        in_indexeddb = any((default / "IndexedDB").iterdir())
-    except FileNotFoundError:
-        return False
-    return in_local_storage and in_indexeddb
-
-
-def linked_server(servers, sim, env: dict | None = None) -> tuple[ServerProcess, str]:
-    """A server whose session is ready with a fresh link that has reached the disk."""
-    server = servers(env={"WHATSAPP_WEB_URL": sim.url, **(env or {})})
-    link_phone(server, sim)
-    # The record is written just after the status turns ready: wait for both.
-    ready = server.wait_status(lambda s: s["status"] == "ready" and s["record"]["wid"], 30,
-                               "the link in the session record")
-    wid = ready["record"]["wid"]
-    assert wid.startswith("15550001111:"), ready
-    wait_for(lambda: login_on_disk(server, wid), 30, message="the new login written to the profile")
-    return server, wid
+    return profile_of(server.data_dir)
 
 
 def record(server: ServerProcess) -> dict:

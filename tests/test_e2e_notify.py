@@ -25,7 +25,7 @@ from pathlib import Path
 import psutil
 import pytest
 from conftest import decode_qr_png, link_phone
-from harness import ServerProcess, wait_for
+from harness import ServerProcess, login_on_disk, profile_of, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 from webhooks import HANG, Receiver
 
@@ -33,7 +33,6 @@ from whatsapp.notify.webhooks import verify
 from whatsapp.web.browser import BASE_ARGS
 
 SECRET = "e2e-hook-secret"
-PROFILE = "session-energenie-whatsapp"
 # What a person or a pager cares about; browser_started, backup_created... are left out.
 MEANINGFUL = ("status", "qr", "ready", "reconnecting", "logged_out", "failed")
 
@@ -107,7 +106,7 @@ def metric(samples: dict, name: str, **labels) -> float:
 
 def main_browser(data_dir: Path) -> psutil.Process:
     """The main Chromium process on the server's profile: its --user-data-dir and no --type=."""
-    arg = f"--user-data-dir={(data_dir / PROFILE).resolve()}"
+    arg = f"--user-data-dir={profile_of(data_dir).resolve()}"
     found = []
     for proc in psutil.process_iter(["cmdline"]):
         cmdline = proc.info["cmdline"] or []
@@ -116,22 +115,6 @@ def main_browser(data_dir: Path) -> psutil.Process:
             found.append(proc)
     assert len(found) == 1, [p.info["cmdline"] for p in found]
     return found[0]
-
-
-def login_on_disk(data_dir: Path) -> bool:
-    """The linked account's localStorage key has reached the profile's LevelDB files.
-
-    runtime.md: localStorage reaches disk lazily, and a browser SIGKILLed within ~5 s of the
-    write loses it. Killing before that tests a different story (a broken login restored
-    from a backup); this test is about the crash of a login that was already saved.
-    """
-    folder = data_dir / PROFILE / "Default" / "Local Storage" / "leveldb"
-    for path in folder.glob("*"):
-        if path.suffix in (".log", ".ldb"):
-            with contextlib.suppress(OSError):
-                if b"last-wid-md" in path.read_bytes():
-                    return True
-    return False
 
 
 # -- 1 + 4: webhooks and metrics through link, browser crash, recovery, phone logout ---------

@@ -14,6 +14,7 @@ log = logging.getLogger(__name__)
 def create_app(test_config: Config | None = None) -> Flask:
     """Build the app. The session's threads start only in `start_services()`."""
     from .api import access, errors
+    from .api import messages as messages_api
     from .api import routes as api
     from .bus import Bus
     from .notify import Notifier
@@ -25,15 +26,38 @@ def create_app(test_config: Config | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]  # DefaultJSONProvider's setting
 
     bus = Bus(config.client_id)
-    session = Session(config, bus)
-    notifier = Notifier(config, bus, session.snapshot)
-    app.extensions["whatsapp"] = {"session": session, "bus": bus, "notifier": notifier}
+    store, store_error = _open_store(config)
+    session = Session(config, bus, store=store)
+    notifier = Notifier(config, bus, session.snapshot, outbox=session.outbox_status)
+    app.extensions["whatsapp"] = {"session": session, "bus": bus, "notifier": notifier,
+                                  "store": store, "store_error": store_error}
 
     errors.register_error_handlers(app)
     access.init_app(app, config)
     app.register_blueprint(api.blueprint)
+    app.register_blueprint(messages_api.blueprint)
     notifier.register(app)
     return app
+
+
+def _open_store(config: Config):
+    """The message store (SQLite in the data folder, or PostgreSQL); (None, why) when it
+    cannot be opened: the server still runs (the login matters most) and says why."""
+    from .messages import StoreUnavailable, open_store
+    from .persistence.profile import private_dir
+
+    if config.database_url:
+        from .messages.bounded import mask_url
+
+        log.info("messages and backups in PostgreSQL %s (from %s)", mask_url(config.database_url),
+                 config.database_url_source)
+    try:
+        private_dir(config.session_dir)
+        return open_store(client_id=config.client_id, data_dir=config.session_dir,
+                          database_url=config.database_url, timeout_s=config.database_timeout_s), None
+    except (StoreUnavailable, OSError) as exc:
+        log.error("the message store cannot be opened; POST /messages answers 503 until it can: %s", exc)
+        return None, str(exc)
 
 
 def start_services(app: Flask) -> None:
@@ -55,3 +79,5 @@ def stop_services(app: Flask, timeout: float = 15.0) -> None:
     parts = app.extensions["whatsapp"]
     parts["session"].stop(timeout=timeout)
     parts["notifier"].stop(timeout=3.0)
+    if parts["store"] is not None:
+        parts["store"].close()

@@ -17,6 +17,8 @@ Event names (the `event` field of webhooks and the SSE stream):
 | `backup_created`  | `name`, `size`, `seconds`                                        |
 | `backup_restored` | `name`, `source` (`local` or `database`)                         |
 | `restore_failed`  | `reason` (no backup restored a broken login)                     |
+| `message_sent`, `message_delivered`, `message_read`, `message_failed` | the outgoing message object (contract section 5) |
+| `message_received` | the incoming message object                                     |
 """
 from __future__ import annotations
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import io
 import secrets
+import time
 
 import qrcode
 from flask import Blueprint, current_app, jsonify, make_response, render_template, request
@@ -20,6 +21,7 @@ blueprint = Blueprint("whatsapp", __name__, url_prefix="/api/whatsapp")
 
 # Commands answer within this bound whatever the browser does (contract: within 20 s).
 COMMAND_DEADLINE_S = 18.0
+QR_RELOAD_WAIT_S = 8.0      # expired codes: the page's reload button brings a new one in ~1 s
 
 
 def _session():
@@ -85,8 +87,15 @@ def _qr_png(payload: str) -> bytes:
 
 
 def _current_qr() -> str:
-    _session().note_qr_viewed()  # someone is looking: expired codes get reloaded
-    snapshot = _session().snapshot()
+    """The code shown now. When the codes ran out ("Click to reload QR code"), asking for one
+    is what makes the session click it: wait (bounded) for the fresh code rather than 409."""
+    session = _session()
+    session.note_qr_viewed()  # someone is looking: expired codes get reloaded
+    deadline = time.monotonic() + QR_RELOAD_WAIT_S
+    snapshot = session.snapshot()
+    while snapshot.status is Status.QR and snapshot.qr is None and time.monotonic() < deadline:
+        session.wait_for_change(deadline - time.monotonic())
+        snapshot = session.snapshot()
     if snapshot.qr is None or snapshot.status is not Status.QR:
         raise ApiError(409, f"No QR code is shown now (status is {snapshot.status.value}).", "no_qr")
     return snapshot.qr
@@ -123,4 +132,23 @@ def qr_png():
     response = make_response(_qr_png(_current_qr()))
     response.headers["Content-Type"] = "image/png"
     response.headers["X-Content-Type-Options"] = "nosniff"
+    return _no_store(response)
+
+
+@blueprint.get("/screenshot")
+def screenshot():
+    """What the browser shows now, as PNG (taken by the owner thread between its steps)."""
+    try:
+        png = _session().screenshot(timeout=COMMAND_DEADLINE_S)
+    except ShuttingDown:
+        raise ApiError(503, "The server is shutting down.") from None
+    except TimeoutError:
+        raise ApiError(504, "The browser did not answer in time; see /status.", "timeout") from None
+    except CommandError as exc:
+        raise ApiError(exc.status, str(exc), exc.error) from None
+    if not png:
+        raise ApiError(409, f"No browser is running (status is {_session().snapshot().status.value}).",
+                       "no_browser")
+    response = make_response(png)
+    response.headers["Content-Type"] = "image/png"
     return _no_store(response)

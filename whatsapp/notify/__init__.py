@@ -38,6 +38,7 @@ METRICS_PATH = "/metrics"
 
 class Notifier:
     def __init__(self, config: Config, bus: Bus, snapshot: Callable[[], Snapshot], *,
+                 outbox: Callable[[], dict] | None = None,
                  queue_size: int = 1000, retry_base_s: float = 0.5, retry_cap_s: float = 30.0,
                  keepalive_s: float = 15.0):
         """Keyword arguments exist for tests (short waits); the app uses the defaults."""
@@ -53,7 +54,7 @@ class Notifier:
         ]
         self._streams = Streams(bus.client_id, snapshot, max_listeners=config.events_max_listeners,
                                 keepalive_s=keepalive_s)
-        self._metrics = Metrics(snapshot, lambda: self._senders, self._streams.count)
+        self._metrics = Metrics(snapshot, lambda: self._senders, self._streams.count, outbox)
         self._lifecycle = threading.Lock()
         self._state = "new"  # new -> started -> stopped
         bus.subscribe(self._on_event)

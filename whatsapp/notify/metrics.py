@@ -25,6 +25,11 @@ Exposed (all prefixed `whatsapp_`):
 | `webhook_deliveries_total`, `webhook_failures_total`, `webhook_dropped_total` | counter | `receiver` | senders |
 | `webhook_queued` | gauge | `receiver` | senders |
 | `event_listeners` | gauge | | the event stream |
+| `messages_total` | counter | `event` (`message_sent`, ..., `message_received`) | message events |
+| `message_failures_total` | counter | `code` | `message_failed` |
+| `message_send_seconds` | histogram | | `message_sent`: accepted -> sent |
+| `outbox_messages` | gauge | `status` (`queued`, `sending`) | the outbox counts |
+| `outbox_oldest_age_seconds` | gauge | | the oldest message not yet sent |
 
 `receiver` is the URL's index in WHATSAPP_WEBHOOK_URL (never the URL: it may hold a token).
 """
@@ -33,6 +38,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
+from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -42,6 +48,8 @@ from ..states import Snapshot, Status
 
 _STATUSES = tuple(status.value for status in Status)
 _DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+_SEND_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 300, 1800, 3600, 21600, 86400)
+_MESSAGE_EVENTS = ("message_sent", "message_delivered", "message_read", "message_failed", "message_received")
 
 
 class _StatusClock:
@@ -73,9 +81,10 @@ class _StatusClock:
 
 class Metrics:
     def __init__(self, snapshot: Callable[[], Snapshot], senders: Callable[[], Iterable],
-                 listeners: Callable[[], int]):
+                 listeners: Callable[[], int], outbox: Callable[[], dict] | None = None):
         self.registry = CollectorRegistry()
         self._snapshot, self._senders, self._listeners = snapshot, senders, listeners
+        self._outbox = outbox
         self._clock = _StatusClock()
         r = self.registry
         self.events = Counter("whatsapp_events", "Session events published, by name.", ["event"], registry=r)
@@ -98,6 +107,12 @@ class Metrics:
                                         buckets=_DURATION_BUCKETS, registry=r)
         self.logged_out = Counter("whatsapp_logged_out", "Times the phone removed this device.", registry=r)
         self.failed = Counter("whatsapp_failed", "Times all reconnect attempts were used up.", registry=r)
+        self.messages = Counter("whatsapp_messages", "Message events, by name.", ["event"], registry=r)
+        self.message_failures = Counter("whatsapp_message_failures", "Messages that failed, by code.",
+                                        ["code"], registry=r)
+        self.send_seconds = Histogram("whatsapp_message_send_seconds",
+                                      "Time from accepting a message to WhatsApp's server having it.",
+                                      buckets=_SEND_BUCKETS, registry=r)
         r.register(_LiveCollector(self))
 
     def observe(self, event: Event) -> None:
@@ -131,6 +146,14 @@ class Metrics:
             self.logged_out.inc()
         elif event.name == "failed":
             self.failed.inc()
+        elif event.name in _MESSAGE_EVENTS:
+            self.messages.labels(event.name).inc()
+            if event.name == "message_failed":
+                error = data.get("error")
+                code = error.get("code") if isinstance(error, dict) else None
+                self.message_failures.labels(_text(code) or "unknown").inc()
+            elif event.name == "message_sent":
+                _observe(self.send_seconds, _seconds_between(data.get("createdAt"), data.get("sentAt")))
 
 
 class _LiveCollector:
@@ -165,12 +188,29 @@ class _LiveCollector:
         listeners = GaugeMetricFamily("whatsapp_event_listeners", "Connected event-stream clients.",
                                       value=self._m._listeners())
         yield from (status, seconds, *families.values(), listeners)
+        if self._m._outbox is not None:
+            outbox = self._m._outbox()
+            waiting = GaugeMetricFamily("whatsapp_outbox_messages", "Messages waiting, by status.",
+                                        labels=["status"])
+            for name in ("queued", "sending"):
+                waiting.add_metric([name], outbox.get(name) or 0)
+            age = outbox.get("oldestQueuedAgeS")
+            yield waiting
+            yield GaugeMetricFamily("whatsapp_outbox_oldest_age_seconds",
+                                    "Age of the oldest message not yet sent (0: none).", value=age or 0)
 
 
 def _text(value) -> str | None:
     # Publishers may pass a `Status` (a str Enum, whose str() is "Status.READY") or its value.
     value = getattr(value, "value", value)
     return None if value is None else str(value)
+
+
+def _seconds_between(start, end) -> float | None:
+    try:
+        return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+    except (TypeError, ValueError):
+        return None
 
 
 def _observe(histogram: Histogram, seconds) -> None:

@@ -23,19 +23,25 @@ from collections.abc import Callable, Iterator
 import urllib3.exceptions
 from selenium.common.exceptions import WebDriverException
 
+from ..bus import Bus
 from ..config import Config
 from ..failures import Failure, ProfileLocked, classify
+from ..messages import IncomingMessage, MessageStore, OutgoingMessage, StoreUnavailable
 from ..persistence.backups import BackupError
 from ..persistence.keeper import Keeper
 from ..persistence.profile import ProfileLock, has_login, private_dir
-from ..web import page
+from ..states import utcnow
+from ..web import evidence, page
 from ..web.browser import Browser
 from ..web.processes import clear_stale_singleton, sweep_orphans
 from . import steps as S
+from .receiver import Receiver
+from .sender import Sender
 
 log = logging.getLogger(__name__)
 
 REACHABILITY_TIMEOUT_S = 5.0
+STORE_RETRY_S = 5.0     # the message store did not answer: the next send step waits this long
 LOG_OUT_S = 8.0
 # What a driver call may raise when the browser side fails (runtime.md's table); anything
 # else from a driver call is a bug.
@@ -43,9 +49,18 @@ DRIVER_ERRORS = (WebDriverException, urllib3.exceptions.HTTPError, OSError)
 
 
 class Effects:
-    def __init__(self, config: Config, keeper: Keeper):
+    def __init__(self, config: Config, keeper: Keeper, bus: Bus | None = None, store: MessageStore | None = None):
         self.config = config
         self.keeper = keeper
+        self.bus = bus or Bus(config.client_id)
+        self.store = store
+        self.receiver = self.sender = None
+        if store is not None:
+            self.receiver = Receiver(store, publish_in=self._published_in, publish_out=self.publish)
+            self.sender = Sender(store, config.web_url, ttl_s=config.message_ttl_s,
+                                 open_timeout_s=min(60.0, config.page_timeout_s + 15.0),
+                                 publish=self.publish, on_open=self.receiver.opened)
+        self._store_down = False
         profile = config.profile_dir
         self.profile_dir = profile.resolve() if profile.is_absolute() else profile.absolute()
         self._lock = ProfileLock(config.lock_path)
@@ -117,6 +132,8 @@ class Effects:
         browser = Browser.launch(self.config, self.profile_dir, self.config.session_dir / "chromedriver.log")
         with self._guard:
             self._browser, self.killed = browser, False
+        if self.receiver is not None:
+            self.receiver.forget_browser()
         self.keeper.on_launch()
         with self._driver() as running:
             running.driver.get(self.config.web_url)
@@ -143,6 +160,61 @@ class Effects:
                 self.keeper.keep_owner()
             return S.Probed(state, reachable)
         return self._outcome(work)
+
+    def _sendnext(self, _: S.SendNext) -> S.Event:
+        sender = self.sender
+        if sender is None:
+            return S.Sent(more=False)
+
+        def work() -> S.Event:
+            with self._driver() as browser:
+                wait = sender.step(browser.driver)
+            return S.Sent(more=wait is not None, wait_s=wait or 0.0)
+        return self._with_store(work, S.Sent(more=True, wait_s=STORE_RETRY_S))
+
+    def _readincoming(self, action: S.ReadIncoming) -> S.Event:
+        receiver = self.receiver
+        if receiver is None:
+            return S.Received(unread=False)
+
+        def work() -> S.Event:
+            with self._driver() as browser:
+                return S.Received(unread=receiver.step(browser.driver, open_unread=action.open_unread))
+        return self._with_store(work, S.Received(unread=False))
+
+    def _with_store(self, work: Callable[[], S.Event], meanwhile: S.Event) -> S.Event:
+        """A messaging step; the store being unreachable is not the browser's failure: the
+        step is skipped (and tried again at its next turn), said once per outage."""
+        try:
+            outcome = self._outcome(work)
+        except StoreUnavailable as exc:
+            if not self._store_down:
+                log.error("the message store is unavailable; sending and receiving wait for it: %s", exc)
+            self._store_down = True
+            return meanwhile
+        if self._store_down:
+            log.info("the message store answers again")
+            self._store_down = False
+        return outcome
+
+    # -- messages' events ------------------------------------------------------------------------
+    def publish(self, name: str, message: OutgoingMessage) -> None:
+        self.bus.publish(name, **message.to_json())
+
+    def _published_in(self, message: IncomingMessage) -> None:
+        self.bus.publish("message_received", **message.to_json())
+
+    def fail_waiting(self, why: str) -> None:
+        """A logout: what is still queued must not go out from the next account linked."""
+        if self.store is None:
+            return
+        try:
+            failed = self.store.fail_queued("logged_out", why, utcnow())
+        except StoreUnavailable as exc:
+            log.error("could not fail the queued messages (%s): they stay queued: %s", why, exc)
+            return
+        for message in failed:
+            self.publish("message_failed", message)
 
     def _restorenext(self, action: S.RestoreNext) -> S.Event:
         """Newest backup not tried yet; the browser is closed only once there is one."""
@@ -192,7 +264,28 @@ class Effects:
             return False
         return True
 
+    def screenshot(self) -> bytes | None:
+        """A PNG of what the browser shows now (one bounded driver call), or None."""
+        try:
+            with self._driver() as browser:
+                return browser.driver.get_screenshot_as_png()
+        except (_NoBrowser, *DRIVER_ERRORS) as exc:
+            log.info("no screenshot: %r", exc)
+            return None
+
     # -- actions without an outcome ------------------------------------------------------------
+    def _saveevidence(self, _: S.SaveEvidence) -> None:
+        folder = self.config.session_dir / "unrecognized"
+        try:
+            with self._driver() as browser:
+                path = evidence.save(browser.driver, folder)
+        except (_NoBrowser, *DRIVER_ERRORS) as exc:
+            log.warning("the page is not one WhatsApp Web is known to show, and no screenshot could "
+                        "be taken: %r", exc)
+            return
+        log.error("the page is not one WhatsApp Web is known to show (a new build?): screenshot %s, "
+                  "outline %s; compare it with whatsapp/web/locators.py", path, path.with_suffix(".json"))
+
     def _clickreload(self, _: S.ClickReload) -> None:
         log.info("the QR codes expired and someone is looking: asking for new ones")
         self._try_on_page(page.click_reload)
@@ -225,9 +318,11 @@ class Effects:
 
     def _forgetlogin(self, _: S.ForgetLogin) -> None:
         self.keeper.on_logged_out()
+        self.fail_waiting("The phone logged this device out before the message was sent.")
 
     def _deletelogin(self, _: S.DeleteLogin) -> None:
         self.keeper.forget(self.profile_dir)
+        self.fail_waiting("The session was disconnected before the message was sent.")
 
     def _cleanshutdown(self, action: S.CleanShutdown) -> None:
         if self.killed:

@@ -126,9 +126,9 @@ class Machine:
                 self._on_reachability(reachable)
             case S.OutboxChanged() if self.phase is Phase.READY:
                 self._ready_due()
-            case S.Sent(more) if self.phase is Phase.READY:
+            case S.Sent(_, wait_s) if self.phase is Phase.READY:
                 self._sent_last = True
-                self._send_at = self._now + self.timing.send_interval_s
+                self._send_at = self._now + max(self.timing.send_interval_s, wait_s)
                 self._ready_due()
             case S.Received(unread) if self.phase is Phase.READY:
                 self._sent_last = False

@@ -13,9 +13,11 @@ import logging
 import queue
 import threading
 import time
+from datetime import timedelta
 
 from ..bus import Bus
 from ..config import Config
+from ..messages import MessageStore, StoreUnavailable
 from ..persistence.keeper import Keeper
 from ..states import Snapshot, utcnow
 from ..web.browser import warm_up
@@ -27,6 +29,8 @@ log = logging.getLogger(__name__)
 
 QR_VIEW_WINDOW_S = 120.0    # a QR page fetched this recently means someone is looking
 PICKUP_S = 2.0              # a stop command not picked up by then: the owner may be stuck
+HOUSEKEEPING_S = 60.0       # expire messages past their time to live, prune idempotency keys
+_POKE = object()            # in the queue: the outbox changed
 
 
 class ShuttingDown(Exception):
@@ -49,6 +53,7 @@ class _Pending:
         self.picked = self.cancelled = False
         self.done = threading.Event()
         self.result: str | None = None
+        self.value: bytes | None = None  # SCREENSHOT: the PNG
         self.error: Exception | None = None
 
     def pick(self) -> bool:
@@ -67,19 +72,25 @@ class _Pending:
 
 
 class Session:
-    def __init__(self, config: Config, bus: Bus, keeper: Keeper | None = None):
+    def __init__(self, config: Config, bus: Bus, keeper: Keeper | None = None, store: MessageStore | None = None):
         self.config = config
         self.bus = bus
         self.keeper = keeper or Keeper(config, bus)
+        self.store = store
         self.machine = Machine(Timing.from_config(config))
-        self.effects = Effects(config, self.keeper)
+        self.effects = Effects(config, self.keeper, bus, store)
+        self._outbox_waiting = False
+        self._outbox_counts: dict = {"queued": 0, "sending": 0, "oldestQueuedAgeS": None}
+        self._outbox_counted_at = time.monotonic()
+        self._housekeeping_at = 0.0
         self._snapshot = Snapshot(max_reconnect_attempts=config.reconnect_max_attempts)
-        self._queue: queue.Queue[_Pending] = queue.Queue()
+        self._queue: queue.Queue[_Pending | object] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._stop_calls = itertools.count()  # next() is atomic: a second SIGTERM inside the first
         self._stopping = False
         self._shutdown: _Pending | None = None
         self._qr_viewed_at = float("-inf")
+        self._changed = threading.Condition()  # notified on every new snapshot
 
     # -- what handlers call ------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
@@ -89,10 +100,39 @@ class Session:
     def status_json(self) -> dict:
         body = self.snapshot().to_json()
         body.update(self.keeper.status())
+        body["outbox"] = self.outbox_status()
         return body
+
+    def outbox_status(self) -> dict:
+        """`{"queued", "sending", "oldestQueuedAgeS"}`, counted by the owner and by accepts,
+        never here (no I/O on /status or /metrics); the age goes on from the last count."""
+        counts, counted_at = self._outbox_counts, self._outbox_counted_at
+        age = counts.get("oldestQueuedAgeS")
+        return {"queued": counts.get("queued", 0), "sending": counts.get("sending", 0),
+                "oldestQueuedAgeS": None if age is None else round(age + time.monotonic() - counted_at, 3)}
+
+    def outbox_changed(self) -> None:
+        """A message was accepted or cancelled (any thread): refresh the counts, wake the owner."""
+        self._outbox_waiting = True
+        self._count_outbox()
+        self._queue.put(_POKE)
+
+    def _count_outbox(self) -> None:
+        if self.store is None:
+            return
+        try:
+            self._outbox_counts, self._outbox_counted_at = self.store.counts(utcnow()), time.monotonic()
+        except StoreUnavailable:
+            pass  # keep the last known counts; the store's trouble is logged where it matters
 
     def note_qr_viewed(self) -> None:
         self._qr_viewed_at = time.monotonic()
+
+    def wait_for_change(self, timeout: float) -> None:
+        """Block until the snapshot is replaced (or `timeout`): for a handler that waits for a
+        state (a fresh QR) without polling."""
+        with self._changed:
+            self._changed.wait(max(0.0, timeout))
 
     def start(self) -> None:
         """Start the owner thread (idempotent); with WHATSAPP_AUTO_INIT, initialize."""
@@ -104,6 +144,8 @@ class Session:
         threading.Thread(target=warm_up, args=(self.config,), name="chromium-version", daemon=True).start()
         self.keeper.start()
         self._snapshot = self._snapshot.replace(has_session=self.effects.saved_login())
+        self._count_outbox()
+        self._outbox_waiting = bool(self._outbox_counts.get("queued") or self._outbox_counts.get("sending"))
         self._thread = threading.Thread(target=self._run, name="whatsapp-session", daemon=True)
         self._thread.start()
         if self.config.auto_init:
@@ -111,7 +153,9 @@ class Session:
 
     def submit(self, name: str, timeout: float) -> str:
         """Run a command on the owner thread; raises ShuttingDown, TimeoutError or CommandError."""
-        command = S.Command(name)
+        return self._run_command(S.Command(name), timeout).result or ""
+
+    def _run_command(self, command: S.Command, timeout: float) -> _Pending:
         if self._stopping:
             raise ShuttingDown()
         if self._thread is None or not self._thread.is_alive():
@@ -123,10 +167,16 @@ class Session:
             self._unstick(pending, end)
         if not pending.done.wait(max(0.0, end - time.monotonic())):
             pending.cancel()  # still queued: it never runs; already running: it finishes
-            raise TimeoutError(name)
+            raise TimeoutError(command.value)
         if pending.error:
             raise pending.error
-        return pending.result or ""
+        return pending
+
+    def screenshot(self, timeout: float) -> bytes | None:
+        """A PNG of what the browser shows now, taken by the owner thread between its steps;
+        None when no browser runs. Raises like `submit`."""
+        pending = self._run_command(S.Command.SCREENSHOT, timeout)
+        return pending.value
 
     def begin_stop(self) -> None:
         """Refuse commands from now on and queue the shutdown; returns at once.
@@ -176,11 +226,17 @@ class Session:
         try:
             while True:
                 due = self.machine.due
+                wake = self._housekeeping_at if due is None else min(due, self._housekeeping_at)
                 try:
-                    pending = self._queue.get(timeout=None if due is None else max(0.0, due - time.monotonic()))
+                    pending = self._queue.get(timeout=max(0.0, wake - time.monotonic()))
                 except queue.Empty:
                     pending = None
-                if pending is not None:
+                if time.monotonic() >= self._housekeeping_at:
+                    self._housekeeping()
+                if pending is _POKE:
+                    self._outbox_waiting = True
+                    self._dispatch(S.OutboxChanged())
+                elif isinstance(pending, _Pending):
                     if not pending.pick():
                         continue  # its caller gave up: it must not run later
                     try:
@@ -196,13 +252,34 @@ class Session:
             self.effects.kill_browser()
             raise
 
+    def _housekeeping(self) -> None:
+        """Messages queued past WHATSAPP_MESSAGE_TTL_S fail with `expired` (in any status:
+        they may have waited for a session that never came back); old idempotency keys go."""
+        self._housekeeping_at = time.monotonic() + HOUSEKEEPING_S
+        if self.store is None:
+            return
+        now = utcnow()
+        try:
+            expired = self.store.expire(now - timedelta(seconds=self.config.message_ttl_s), now)
+            self.store.prune(now)
+        except StoreUnavailable as exc:
+            log.warning("message housekeeping skipped: %s", exc)
+            return
+        for message in expired:
+            self.effects.publish("message_failed", message)
+        if expired:
+            log.warning("%d queued message(s) expired (WHATSAPP_MESSAGE_TTL_S)", len(expired))
+        self._count_outbox()
+
     def _facts(self) -> S.Facts:
         now = time.monotonic()
         since = self.machine.ready_since
         return S.Facts(now=now, wall=utcnow(), expects_login=self.keeper.expects_login(),
                        qr_wanted=now - self._qr_viewed_at < QR_VIEW_WINDOW_S,
                        backup_in=self.keeper.seconds_to_backup(0.0 if since is None else now - since),
-                       restore_unresolved=self.keeper.restore_unresolved())
+                       restore_unresolved=self.keeper.restore_unresolved(),
+                       outbox_waiting=self._outbox_waiting and self.store is not None,
+                       receiving=self.config.receive and self.store is not None)
 
     def _dispatch(self, event: S.Event, pending: _Pending | None = None) -> None:
         """Feed `event` to the machine and run its actions; outcomes are fed back in turn."""
@@ -211,6 +288,10 @@ class Session:
             while events:
                 for action in self.machine.handle(events.pop(0), self._facts()):
                     outcome = self._act(action, pending)
+                    if isinstance(outcome, S.Sent):
+                        if not outcome.more:
+                            self._outbox_waiting = False  # an accept meanwhile pokes again
+                        self._count_outbox()
                     if outcome is not None:
                         events.append(outcome)
         except Exception as exc:  # a bug of ours (failures of the world arrive as events)
@@ -229,6 +310,10 @@ class Session:
             return None
         if isinstance(action, S.Log):
             log.log(logging.getLevelName(action.level), "%s", action.message)
+            return None
+        if isinstance(action, S.Screenshot):
+            if pending is not None:
+                pending.value = self.effects.screenshot()
             return None
         if isinstance(action, S.Reply):
             if pending is not None:
@@ -249,6 +334,8 @@ class Session:
             changes = {**changes, "since": utcnow()}
         new = old.replace(**changes)
         self._snapshot = new  # one writer (this thread): readers see the old or the new object
+        with self._changed:
+            self._changed.notify_all()
         if new.status is not old.status:
             detail = f"reason: {new.reason.value}" if new.reason else "no error"
             if new.next_reconnect_at:

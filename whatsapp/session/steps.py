@@ -100,8 +100,10 @@ class OutboxChanged:
 
 @dataclasses.dataclass(frozen=True)
 class Sent:
-    """One send step done; `more`: there may be more to send."""
+    """One send step done; `more`: there may be more to send, in `wait_s` at the earliest
+    (messages left on the clock are looked at again later)."""
     more: bool
+    wait_s: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
