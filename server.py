@@ -9,13 +9,12 @@ from whatsapp.config import Config, ConfigError
 
 try:
     config = Config.from_env(os.environ)
+    logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app(config)  # may refuse a damaged key file (also a ConfigError)
 except ConfigError as exc:
     # One line naming the variable, and nothing started.
     print(f"configuration error: {exc}", file=sys.stderr, flush=True)
     sys.exit(2)
-
-logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-app = create_app(config)
 
 
 def main() -> None:

@@ -226,9 +226,11 @@ class ServerProcess:
             raise AssertionError(f"{exc}\nstatuses seen: {seen}\n--- server log ---\n{self.log()}") from None
 
 
-def start_server(data_dir: Path, api_key: str | None) -> ServerProcess:
-    """A running server with no session started (WHATSAPP_AUTO_INIT=0), keyed or not."""
-    env = {"WHATSAPP_AUTO_INIT": "0", **({"WHATSAPP_API_KEY": api_key} if api_key else {})}
+def start_server(data_dir: Path, api_key: str | None, local_only: bool = False) -> ServerProcess:
+    """A running server with no session started (WHATSAPP_AUTO_INIT=0): with that key, or
+    the one it generates (`ServerProcess.api_key()`), or none with `local_only`."""
+    env = {"WHATSAPP_AUTO_INIT": "0", **({"WHATSAPP_API_KEY": api_key} if api_key else {}),
+           **({"WHATSAPP_LOCAL_ONLY": "1"} if local_only else {})}
     return ServerProcess(data_dir, env).start()
 
 

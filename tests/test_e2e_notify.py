@@ -274,7 +274,8 @@ class StreamReader:
 
     def __init__(self, server: ServerProcess):
         self.conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
-        self.conn.request("GET", "/api/whatsapp/events", headers={"Accept": "text/event-stream"})
+        self.conn.request("GET", "/api/whatsapp/events",
+                          headers={"Accept": "text/event-stream", "X-Api-Key": server.api_key() or ""})
         self.response = self.conn.getresponse()
         self.frames: list[dict] = []   # {"event", "id", "data"}
         self.cond = threading.Condition()
@@ -391,7 +392,8 @@ def test_qr_page_shows_the_code_then_the_account_without_a_reload(servers, sim, 
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    server = servers(env={"WHATSAPP_WEB_URL": sim.url})
+    # A person's browser on this machine, as `make demo` serves it: no key asked.
+    server = servers(env={"WHATSAPP_WEB_URL": sim.url, "WHATSAPP_LOCAL_ONLY": "1"})
     server.wait_status(lambda s: s["status"] == "qr" and s["qrAvailable"], timeout=60, message="a QR")
 
     # The page is served with a CSP whose nonce is the one its script and style carry.

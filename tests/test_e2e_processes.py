@@ -263,7 +263,7 @@ class StatusWatcher(threading.Thread):
         while not self.done.is_set():
             try:
                 conn = conn or http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=2)
-                conn.request("GET", "/api/whatsapp/status")
+                conn.request("GET", "/api/whatsapp/status", headers={"X-Api-Key": self.server.api_key() or ""})
                 answer = conn.getresponse()
                 body = json.loads(answer.read())
                 if answer.status == 200:
@@ -334,7 +334,7 @@ def test_sigterm_with_event_stream_open_exits_promptly(servers, sim):
         ended.set()
     try:
         conn.sendall(f"GET /api/whatsapp/events HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
-                     f"Accept: text/event-stream\r\n\r\n".encode())
+                     f"X-Api-Key: {server.api_key()}\r\nAccept: text/event-stream\r\n\r\n".encode())
         threading.Thread(target=read, daemon=True).start()
         wait_for(lambda: b"\r\n\r\n" in received and b"\ndata:" in received, 15,
                  message="the event stream's first event")

@@ -37,7 +37,7 @@ def servers(tmp_path_factory):
     started = {}
     try:
         started["key"] = start_server(tmp_path_factory.mktemp("fuzz-key") / "data", KEY)
-        started["local"] = start_server(tmp_path_factory.mktemp("fuzz-local") / "data", None)
+        started["local"] = start_server(tmp_path_factory.mktemp("fuzz-local") / "data", None, local_only=True)
         yield started
     finally:
         for server in started.values():

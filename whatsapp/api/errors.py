@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 _CODES = {
     400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-    405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
+    405: "method_not_allowed", 408: "request_timeout", 409: "conflict", 413: "payload_too_large",
     414: "uri_too_long", 415: "unsupported_media_type", 417: "expectation_failed",
     429: "too_many_requests", 431: "headers_too_large", 500: "internal_error",
     501: "not_implemented", 503: "unavailable", 504: "timeout",
@@ -93,6 +93,13 @@ def register_error_handlers(app: Flask) -> None:
         return error_response(500, "Internal error; see the server log.")
 
 
+_GUNICORN_SENTENCES = {
+    408: "the request did not arrive in time.",
+    413: "the body is too large.",
+    431: "the request's headers are too large.",
+}
+
+
 def gunicorn_write_error(sock, status_int: int, reason: str, mesg: str) -> None:
     """Drop-in for `gunicorn.util.write_error`: gunicorn's answer to a request it cannot parse
     (bad request line, header, chunking...) in the contract's JSON shape instead of HTML.
@@ -103,7 +110,8 @@ def gunicorn_write_error(sock, status_int: int, reason: str, mesg: str) -> None:
     """
     from gunicorn import util
 
-    body = json.dumps(error_body(status_int, f"{reason}: the request could not be parsed.")).encode()
+    sentence = _GUNICORN_SENTENCES.get(status_int, "the request could not be parsed.")
+    body = json.dumps(error_body(status_int, f"{reason}: {sentence}")).encode()
     head = (f"HTTP/1.1 {int(status_int)} {reason}\r\nConnection: close\r\n"
             "Content-Type: application/json\r\nCache-Control: no-store\r\n"
             f"X-Content-Type-Options: nosniff\r\nContent-Length: {len(body)}\r\n\r\n")
