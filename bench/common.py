@@ -191,7 +191,7 @@ def watch_status(server: ServerProcess, until, t0: float, timeout: float = 60.0)
             break
         time.sleep(POLL_S)  # the polling interval of a bounded wait
     raise RuntimeError(f"server {server.url} never reached the expected status; last {last and last['status']}, "
-                       f"seen {sorted(seen, key=seen.get)}\n{server.log()[-3000:]}")
+                       f"seen {sorted(seen, key=lambda name: seen[name])}\n{server.log()[-3000:]}")
 
 
 def is_ready(status: dict) -> bool:
@@ -204,7 +204,7 @@ def new_backup(since: str | None):
 
 
 def is_qr(status: dict) -> bool:
-    return status["status"] == "qr" and status.get("qrAvailable")
+    return status["status"] == "qr" and bool(status.get("qrAvailable"))
 
 
 def metric(server: ServerProcess, name: str) -> float | None:

@@ -72,7 +72,7 @@ def _signal_all(procs: list[psutil.Process], signum: int) -> None:
 
 def status_latency(ctx: Context, linked: Path) -> dict:
     seconds = 1.0 if ctx.quick else 3.0  # p99 of a short window is a handful of requests
-    results = {"bare": [], "ready": [], "frozen": []}
+    results: dict[str, list] = {"bare": [], "ready": [], "frozen": []}
     bare = server = None
     try:
         bare = bare_server(ctx)

@@ -21,7 +21,8 @@ from .common import percentile
 
 
 def client(host, port, path, barrier, deadline_box, budget, out, timeout):
-    latencies, errors, statuses = [], 0, {}
+    latencies: list[float] = []
+    errors, statuses = 0, {}  # type: int, dict[int, int]
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
 
     def one():

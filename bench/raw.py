@@ -4,6 +4,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from .common import POLL_S, Context, kill_group
 
@@ -18,8 +19,8 @@ class RawBrowser:
         self.driver_path = find_chromedriver(config)
         self.options = chrome_options(config, find_chrome(config), profile_dir)  # not timed: no launch
         self.log_path = profile_dir.parent / f"{profile_dir.name}-chromedriver.log"
-        self.service = None
-        self.driver = None
+        self.service: Any = None  # a Service, then a WebDriver, once launched
+        self.driver: Any = None
         self.steps: dict[str, float] = {}
 
     def launch(self, url: str, t0: float) -> None:

@@ -61,12 +61,12 @@ def _phases_table(title: str, phases: dict) -> None:
 def print_breakdown(details: dict) -> None:
     restart = details.get("restart") or {}
     _phases_table("where the seconds of a restart go (medians; floor = raw Selenium, polled alike):",
-                  restart.get("phases"))
+                  restart.get("phases") or {})
     boot = median((details.get("shutdown") or {}).get("boot") or [])
     if boot is not None:
         print(f"  (a bare gunicorn + Flask app boots to its first answer in {boot:.3f} s)")
     _phases_table("where the seconds of initialize -> QR go (medians):",
-                  (details.get("initialize") or {}).get("phases"))
+                  (details.get("initialize") or {}).get("phases") or {})
     print("  (phases from the server's log and chromedriver's log; each is a median of its own, so the\n"
           "   sum of medians need not equal the median total)")
     profile = details.get("profile") or {}

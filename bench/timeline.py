@@ -38,7 +38,7 @@ def size_of(path: Path) -> int:
 
 def server_statuses(log_text: str, wall_t0: float) -> dict:
     """Seconds from `wall_t0` (time.time()) to the first time each status was entered."""
-    found = {}
+    found: dict[str, float] = {}
     for line in log_text.splitlines():
         match = _STATUS_LINE.match(line)
         if match:
@@ -49,7 +49,7 @@ def server_statuses(log_text: str, wall_t0: float) -> dict:
 
 def driver_marks(log_text: str, wall_t0: float) -> dict:
     """Seconds from `wall_t0` to chromedriver up, session asked/created, get() sent/answered."""
-    found = {}
+    found: dict[str, float] = {}
     for line in log_text.splitlines():
         up = _DRIVER_UP.match(line)
         if up:
