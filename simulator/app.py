@@ -10,7 +10,7 @@ def create_app(state: SimState) -> Flask:
     """Build the app around `state` (kept in `app.extensions["simulator"]`). Starts nothing."""
     app = Flask(__name__)
     app.extensions["simulator"] = state
-    app.json.sort_keys = False
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # DefaultJSONProvider's setting
     app.register_blueprint(web.bp)
     app.register_blueprint(webchat.bp)
     app.register_blueprint(phone.bp)

@@ -246,12 +246,12 @@ class Conversations:
             if wa_id is not None:
                 match = WA_ID_RE.match(wa_id)
                 m = self._messages.get(match[3]) if match else None
-                if (m is None or not m.out or m.seed or (match[1] and match[1] != "true")
+                if (match is None or m is None or not m.out or m.seed or (match[1] and match[1] != "true")
                         or (match[2] and match[2] != m.chat)):
                     raise SimError(404, "unknown_message", "The account sent no message with this waId.")
                 targets = [m]
             else:
-                targets = [m for m in self._by_chat.get(to, []) if m.out and not m.seed]
+                targets = [m for m in self._by_chat.get(to or "", []) if m.out and not m.seed]
                 if not targets:
                     raise SimError(404, "unknown_chat", f"The account sent nothing to {to}.")
             now, moved = time.time(), False

@@ -75,8 +75,9 @@ def register(app):
     def _http_error(exc: HTTPException):
         if not request.path.startswith(JSON_PREFIXES):
             return exc
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.code, "bad_request")
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.code or 400, "bad_request")
         response = error(exc.code or 400, code, exc.description or exc.name)
-        if exc.code == 405 and exc.valid_methods:
-            response.headers["Allow"] = ", ".join(exc.valid_methods)
+        allowed = getattr(exc, "valid_methods", None)  # only MethodNotAllowed has them
+        if exc.code == 405 and allowed:
+            response.headers["Allow"] = ", ".join(allowed)
         return response

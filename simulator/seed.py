@@ -9,7 +9,7 @@ an outgoing last message, an incoming photo and chats of other days.
 
 H = 3600.0
 
-DEMO = [
+DEMO: list[tuple[str, str, list[tuple[float, bool, str | None]]]] = [
     ("447700900123", "Alice Example", [
         (26 * H, False, "Are we still on for tomorrow?"),
         (25.9 * H, True, "Yes! 10 am at the station."),

@@ -183,7 +183,7 @@ class SimState:
                     page.last_seen = time.monotonic()
 
     def _snapshot(self, page: Page | None, device: int | None, now: float, mseq: int | None) -> dict:
-        snap = {"version": self.version}
+        snap: dict[str, object] = {"version": self.version}
         if page is None:
             snap["device"] = {"id": device, "linked": device in self._devices}
             snap["conflict"] = self._conflict
