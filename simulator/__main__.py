@@ -1,5 +1,8 @@
 """`python -m simulator --port 3002 [options]`: run the simulator until SIGTERM or Ctrl+C.
 
+`--host` is the address to listen on (default 127.0.0.1; the soak runs it inside a network
+namespace with `--host 0.0.0.0`, where only that namespace's addresses exist).
+
 Exits 0 on SIGTERM/SIGINT, within about a second even with live connections open; exits 2
 with one line on a bad option.
 """
@@ -15,10 +18,11 @@ from .server import SimServer
 from .state import SimState
 
 
-def parse(argv) -> tuple[int, Options, bool]:
+def parse(argv) -> tuple[int, Options, bool, str]:
     defaults = Options()
     p = argparse.ArgumentParser(prog="python -m simulator", description=__doc__.splitlines()[0])
-    p.add_argument("--port", type=int, default=3002, help="port on 127.0.0.1 (0: any free one)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=3002, help="port to listen on (0: any free one)")
     p.add_argument("--phone", default=defaults.phone, help="the phone's number, digits only")
     p.add_argument("--pushname", default=defaults.pushname, help="the account's display name")
     p.add_argument("--platform", default=defaults.platform, help="the phone's platform")
@@ -40,17 +44,17 @@ def parse(argv) -> tuple[int, Options, bool]:
                           args.qr_first_ttl, args.qr_max, args.sync_seconds, args.web_version)
     except ValueError as exc:
         p.error(str(exc))
-    return args.port, options, args.quiet
+    return args.port, options, args.quiet, args.host
 
 
 def main(argv=None) -> int:
-    port, options, quiet = parse(sys.argv[1:] if argv is None else argv)
+    port, options, quiet, host = parse(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     stop = threading.Event()
     # Signal handlers only set the flag; the main thread does the stopping.
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    server = SimServer(SimState(options), port=port, quiet=quiet).start()
+    server = SimServer(SimState(options), port=port, host=host, quiet=quiet).start()
     print(f"simulator: WhatsApp Web at {server.url}, phone at {server.url}phone", flush=True)
     try:
         while not stop.wait(0.5):
