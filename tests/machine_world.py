@@ -70,6 +70,7 @@ class World:
         self.receiving = receiving
         self.unread = unread                  # chats with unread messages keep coming
         self.send_failures: deque[Failure] = deque()
+        self.cleared_elsewhere = False
         self.step_cost = 0.5                  # seconds a send or a read takes on the page
         self.probe_times: list[float] = []
         self.now = 0.0
@@ -85,7 +86,8 @@ class World:
         return S.Facts(now=self.now, wall=START + timedelta(seconds=self.now),
                        expects_login=self.expects_login, qr_wanted=self.qr_wanted,
                        backup_in=self.backup_in, restore_unresolved=self.restore_unresolved,
-                       outbox_waiting=self.outbox > 0, receiving=self.receiving)
+                       outbox_waiting=self.outbox > 0, receiving=self.receiving,
+                       cleared_elsewhere=self.cleared_elsewhere)
 
     # -- driving ---------------------------------------------------------------------------
     def feed(self, event: S.Event) -> None:
@@ -195,6 +197,7 @@ class World:
                 self.browser_open = False
             case S.ForgetLogin() | S.DeleteLogin():
                 self.expects_login = False
+                self.cleared_elsewhere = False
             case S.MarkReady():
                 self.expects_login = True
         return None

@@ -300,6 +300,15 @@ def test_a_backup_is_taken_only_after_a_probe_saw_the_chats():
     assert len(world.of(S.Backup)) == before, "no backup of a page that was not confirmed"
 
 
+@pytest.mark.parametrize("phase", ["qr", "syncing", "ready", "backoff", "failed"])
+def test_a_login_cleared_elsewhere_is_closed_and_deleted_here_too(phase):
+    world = world_in(phase)
+    world.cleared_elsewhere = True
+    world.feed(S.Due())
+    assert world.machine.status is Status.STOPPED and world.machine.phase is Phase.IDLE
+    assert world.of(S.DeleteLogin) and not world.browser_open and world.machine.due is None
+
+
 def test_a_bug_goes_to_failed_and_is_not_retried():
     world = ready_world()
     actions = world.machine.bug("KeyError('x')", world.facts())
@@ -390,6 +399,7 @@ STEPS = st.lists(st.one_of(
     st.tuples(st.just("command"), st.sampled_from([INIT, DISCONNECT, CLEAR, SHUTDOWN])),
     st.tuples(st.just("tick"), st.integers(1, 5)),
     st.tuples(st.just("reachable"), st.booleans()),
+    st.tuples(st.just("cleared"), st.just(True)),
 ), max_size=40)
 
 
@@ -410,10 +420,13 @@ def test_only_a_phone_logout_disconnect_or_clear_session_ever_removes_the_login(
             world.ask(value)
         elif kind == "reachable":
             world.reachable = value
+        elif kind == "cleared":
+            world.cleared_elsewhere = True
         else:
             world.run_steps(value)
         assert world.most_browsers <= 1
-    asked_to_delete = any(kind == "command" and value in (DISCONNECT, CLEAR) for kind, value in steps)
+    asked_to_delete = any((kind == "command" and value in (DISCONNECT, CLEAR)) or kind == "cleared"
+                          for kind, value in steps)
     saw_logout_page = any(kind == "page" and value.post_logout for kind, value in steps)
     if not asked_to_delete:
         assert not world.of(S.DeleteLogin)

@@ -28,6 +28,7 @@ class FakeKeeper:
     def stop(self, timeout): pass
     def expects_login(self): return False
     def restore_unresolved(self): return False
+    def cleared_elsewhere(self): return False
     def seconds_to_backup(self, ready_for): return float("inf")
     def status(self): return {}
     def on_clean_shutdown(self, *args): self.calls.append("clean_shutdown")

@@ -321,7 +321,10 @@ class Effects:
         self.fail_waiting("The phone logged this device out before the message was sent.")
 
     def _deletelogin(self, _: S.DeleteLogin) -> None:
-        self.keeper.forget(self.profile_dir)
+        # The profile folder is deleted only by the process that holds (or can take) its
+        # lock: another server waiting on this folder must not pull it from under the owner,
+        # which learns of the clearing and deletes it itself.
+        self.keeper.forget(self.profile_dir, own_profile=self._lock.acquire())
         self.fail_waiting("The session was disconnected before the message was sent.")
 
     def _cleanshutdown(self, action: S.CleanShutdown) -> None:

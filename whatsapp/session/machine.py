@@ -105,6 +105,13 @@ class Machine:
     # -- the one entry point -----------------------------------------------------------------
     def handle(self, event: S.Event, facts: S.Facts) -> list[S.Action]:
         self._out, self._facts = [], facts
+        if facts.cleared_elsewhere and self.phase is not Phase.IDLE and not isinstance(event, S.Asked):
+            # disconnect / clear-session reached another server (or process) first: the login
+            # running here is no longer the account's; it must not be kept nor restored.
+            self._do(S.Log("WARNING", "the login was cleared by another server or process: "
+                                      "closing the browser and deleting it here too"))
+            self._forget(told_phone=None, reply=False)
+            return self._out
         match event:
             case S.Asked(command):
                 self._command(command)
@@ -199,13 +206,15 @@ class Machine:
         self._update(status=Status.STARTING, reconnect_attempts=0, monitor_active=True,
                      next_reconnect_at=None)
 
-    def _forget(self, told_phone: bool | None) -> None:
+    def _forget(self, told_phone: bool | None, reply: bool = True) -> None:
         """disconnect (told_phone: whether the page logged out) or clear-session (None)."""
         self._do(S.Close(FORGET_CLOSE_S), S.DeleteLogin(), S.ReleaseLock())
         self.backoff.reset()
         self._enter(Phase.IDLE, None)
         self._update(status=Status.STOPPED, reason=None, has_session=False, qr=None, account=Account(),
                      reconnect_attempts=0, next_reconnect_at=None, monitor_active=False, last_error=None)
+        if not reply:
+            return
         if told_phone is None:
             self._do(S.Reply("Browser closed and the saved login deleted."))
         elif told_phone:

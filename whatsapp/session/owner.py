@@ -279,7 +279,8 @@ class Session:
                        backup_in=self.keeper.seconds_to_backup(0.0 if since is None else now - since),
                        restore_unresolved=self.keeper.restore_unresolved(),
                        outbox_waiting=self._outbox_waiting and self.store is not None,
-                       receiving=self.config.receive and self.store is not None)
+                       receiving=self.config.receive and self.store is not None,
+                       cleared_elsewhere=self.keeper.cleared_elsewhere())
 
     def _dispatch(self, event: S.Event, pending: _Pending | None = None) -> None:
         """Feed `event` to the machine and run its actions; outcomes are fed back in turn."""
@@ -322,7 +323,12 @@ class Session:
         return self.effects.run(action)
 
     def _recover_from_bug(self, exc: Exception) -> None:
-        for action in self.machine.bug(repr(exc), self._facts()):
+        try:
+            facts = self._facts()
+        except Exception:  # the bug may be in what the facts are read from
+            log.exception("while reading the facts to recover from a bug")
+            facts = S.Facts(now=time.monotonic(), wall=utcnow())
+        for action in self.machine.bug(repr(exc), facts):
             try:
                 self._act(action, None)
             except Exception:  # already handling a bug: keep going so the browser is closed

@@ -39,6 +39,7 @@ class Facts:
     restore_unresolved: bool = False  # no login here and the database could not be asked yet
     outbox_waiting: bool = False    # messages queued, or sending from before
     receiving: bool = False         # WHATSAPP_RECEIVE: read incoming messages while ready
+    cleared_elsewhere: bool = False  # another server or process cleared the login running here
 
 
 # -- events --------------------------------------------------------------------------
