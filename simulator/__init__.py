@@ -33,6 +33,15 @@ detection):
 - Unsupported browser (User-Agent contains HeadlessChrome): "WhatsApp works with Google
   Chrome 85+" and a link to https://support.google.com/chrome/answer/95414.
 
+Redesign (a test control, `POST /_phone/redesign {"on": true}` / `Sim.redesign(on)`): as if
+WhatsApp shipped a build whose markup has none of the markers above. `/` then serves an app
+shell (`static/redesign.js`: `#wa-shell[role=application]`, a `nav` rail of buttons with
+`aria-label`s and `wds-ic-*` data-icons, `#wa-threads` with a `listbox` of `option` rows
+whose names and previews are plain text, `#wa-stage[role=main]`) instead of any screen, and
+an open page switches to it through its live connection; browser storage is left as it is.
+`{"on": false}` (or `/_phone/reset`) goes back: open pages reload into the old layout and
+carry on with their login. Nothing in the product may key on the shell's markers.
+
 Messaging (whatsapp-web.md, "Messaging"; `static/markup.js` holds what differs):
 
 | | 2026 (default) | 2025 |

@@ -8,12 +8,18 @@
 | POST /_phone/outage | {"seconds": n} (0 ends it) | {"outage": bool, "seconds": n} |
 | POST /_phone/flaky | {"count": n} | {"flaky": n} |
 | POST /_phone/conflict | | {"conflict": true} |
+| POST /_phone/redesign | {"on": true/false} | {"redesign": bool}; a new WhatsApp build (see below) |
 | POST /_phone/reset | {} or {"messages": true} | {"reset": true}; devices and faults go, conversations stay unless "messages" (then back to the demo chats) |
 | GET /_phone/messages | | {"messages": [{"to", "text", "waId", "ack", "at", "id", "deliveredAt", "readAt"}]}: all the account sent, in the server's order |
 | POST /_phone/ack | {"waId": id, "ack": "delivered"/"read"} or {"to": digits, "ack": ...} | {"messages": [those concerned]}; 404 unknown waId / nothing sent to that number |
 | POST /_phone/unregistered | {"numbers": [digits, ...]} | {"unregistered": [every such number]} |
 | POST /_phone/send | {"from": digits, "text": ..., "name"?: contact name, "kind"?: "text"/"image"} | {"message": inbox entry}; an image has no text |
 | GET /_phone/inbox | | {"messages": [{"from", "name", "text", "kind", "waId", "read", "readAt", "at"}]}: all sent to the account; `read` once a page opened the chat |
+
+`/_phone/redesign` is a test control, not a marker: while on, the web side serves a layout with
+none of the documented markers (open pages switch to it through their live connection, later
+loads start in it, storage is untouched); off, open pages reload into the old layout. `reset`
+turns it off too.
 
 A body, when present, must be a JSON object. Errors: JSON 4xx `{"error", "message"}`.
 Times are ISO 8601 UTC. Messages of the demo chats (`seed.py`) are in no list here.
@@ -75,6 +81,15 @@ def conflict():
     jsonapi.body()
     _state().conflict()
     return jsonify(conflict=True)
+
+
+@bp.post("/_phone/redesign")
+def redesign():
+    on = jsonapi.body().get("on")
+    if not isinstance(on, bool):
+        raise SimError(400, "bad_field", "'on' must be true or false.")
+    _state().set_redesign(on)
+    return jsonify(redesign=on)
 
 
 @bp.post("/_phone/reset")

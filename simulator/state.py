@@ -16,6 +16,10 @@ Contract:
 - Time is `time.monotonic()`; ISO timestamps are for display only.
 - A linked page's poll that passes `mseq` (the last conversation change it has seen) also
   gets what changed in the conversations since (`Conversations.updates_locked`).
+- Redesign (`set_redesign`, a test control): WhatsApp shipped a build whose markup has none
+  of the documented markers. Every snapshot carries `redesign`; a page showing the new
+  layout polls with `watch` (no QR round, no device: it only waits for the flag to change).
+  Nothing else changes: devices, codes and conversations stay as they are.
 """
 
 import collections
@@ -80,6 +84,7 @@ class SimState:
         self._outage_until = 0.0
         self._flaky = 0
         self._conflict = 0
+        self._redesign = False
         self._stopping = False
         self.chats = Conversations(self.options, self.changed, self._bump)
 
@@ -149,12 +154,17 @@ class SimState:
     def stopping(self) -> bool:
         return self._stopping
 
+    @property
+    def redesign(self) -> bool:
+        return self._redesign
+
     def poll(self, page_id: str, device: int | None, since: int, timeout: float,
-             mseq: int | None = None) -> dict | None:
+             mseq: int | None = None, watch: bool = False) -> dict | None:
         """Wait until `version` passes `since` (or `timeout`), then return what the page
         should show. None when an outage begins or the server stops: the caller drops the
         connection. `device` set means a linked page asking about its device (and, with
-        `mseq`, about conversation changes after it)."""
+        `mseq`, about conversation changes after it). `watch` means a page showing the
+        redesigned layout: it only learns `version` and `redesign`."""
         deadline = time.monotonic() + timeout
         with self.changed:
             page = None
@@ -163,7 +173,7 @@ class SimState:
                     now = time.monotonic()
                     if self._stopping or self._outage(now):
                         return None
-                    if device is None:
+                    if device is None and not watch:
                         if page is None:
                             page = self._page(page_id, now)
                             page.polling += 1
@@ -172,6 +182,8 @@ class SimState:
                     self._advance(now)
                     behind = mseq is not None and device is not None and self.chats.seq > mseq
                     if self.version > since or now >= deadline or behind:
+                        if watch:
+                            return {"version": self.version, "redesign": self._redesign}
                         return self._snapshot(page, device, now, mseq)
                     wake = deadline
                     if page is not None and self._live_code(page, now):
@@ -183,7 +195,7 @@ class SimState:
                     page.last_seen = time.monotonic()
 
     def _snapshot(self, page: Page | None, device: int | None, now: float, mseq: int | None) -> dict:
-        snap: dict[str, object] = {"version": self.version}
+        snap: dict[str, object] = {"version": self.version, "redesign": self._redesign}
         if page is None:
             snap["device"] = {"id": device, "linked": device in self._devices}
             snap["conflict"] = self._conflict
@@ -269,6 +281,7 @@ class SimState:
                 "outage": self._outage(now),
                 "outage_remaining": round(max(0.0, self._outage_until - now), 3),
                 "flaky": self._flaky,
+                "redesign": self._redesign,
                 "pages": len(self._pages),
             }
 
@@ -321,12 +334,19 @@ class SimState:
             self._conflict += 1
             self._bump()
 
+    def set_redesign(self, on: bool):
+        """WhatsApp ships (or rolls back) a build with none of the documented markers: open
+        pages switch layout through their live connection, pages loaded later start in it."""
+        with self.changed:
+            self._redesign = on
+            self._bump()
+
     def reset(self, messages: bool = False):
-        """Forget every device, end any outage and flakiness. Conversations are the
-        server's and stay, unless `messages` (then back to the demo chats)."""
+        """Forget every device, end any outage, flakiness and redesign. Conversations are
+        the server's and stay, unless `messages` (then back to the demo chats)."""
         with self.changed:
             self._devices.clear()
-            self._outage_until, self._flaky = 0.0, 0
+            self._outage_until, self._flaky, self._redesign = 0.0, 0, False
             self._bump()
         if messages:
             self.chats.reset()

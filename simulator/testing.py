@@ -11,7 +11,9 @@
         sim.outage(5); sim.outage(0)            # WhatsApp unreachable for 5 s; 0 ends it
         sim.flaky(2)                            # next 2 login checks fail temporarily
         sim.conflict()                          # open linked pages: "open in another window"
-        sim.reset()                             # forget devices, end outage and flakiness
+        sim.redesign(True)                      # WhatsApp ships a layout with none of the known markers
+        sim.redesign(False)                     # ... and back (open pages reload into the old one)
+        sim.reset()                             # forget devices, end outage, flakiness, redesign
         sim.reset(messages=True)                # ... and go back to the demo conversations
         sim.messages()                          # [{"to", "text", "waId", "ack", "at", ...}]: all sent
         sim.ack(wa_id=w, ack="delivered")       # or sim.ack(to="15550002222", ack="read")
@@ -100,6 +102,11 @@ class Sim:
 
     def conflict(self) -> dict:
         return self._call("POST", "/_phone/conflict", {})
+
+    def redesign(self, on: bool = True) -> dict:
+        """A test control, not a marker: the web side serves a layout with none of the
+        documented markers (open pages switch to it live) until `redesign(False)`."""
+        return self._call("POST", "/_phone/redesign", {"on": on})
 
     def reset(self, messages: bool = False) -> dict:
         return self._call("POST", "/_phone/reset", {"messages": True} if messages else {})

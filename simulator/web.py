@@ -2,13 +2,14 @@
 
 - `GET /`: the page (`templates/index.html` + `static/*.js`), or the unsupported-browser
   page when the User-Agent contains `HeadlessChrome`. `?post_logout=1` is accepted and
-  changes nothing: the page it loads has no login, so it shows a fresh QR.
+  changes nothing: the page it loads has no login, so it shows a fresh QR. While the
+  redesign is on (`/_phone/redesign`) the page starts in the new layout (`static/redesign.js`).
 - `GET /send?phone=<digits>&text=<text>`: the same page; its script opens that chat once
   the chat list is shown (see `static/chat.js`).
-- `GET /_wa/poll?page=<id>&since=<version>[&device=<n>[&mseq=<n>]]`: the live connection
-  (long-poll, at most POLL_S seconds). Answers what the page should show (see
-  `SimState.poll`); when an outage begins the connection is dropped without an answer;
-  when the server stops, 503.
+- `GET /_wa/poll?page=<id>&since=<version>[&device=<n>[&mseq=<n>]][&watch=1]`: the live
+  connection (long-poll, at most POLL_S seconds). Answers what the page should show (see
+  `SimState.poll`; `watch=1`: a page in the redesigned layout, told only `redesign`); when
+  an outage begins the connection is dropped without an answer; when the server stops, 503.
 - `POST /_wa/login {"wid", "secret"}`: the login check a page with a stored login makes.
 - `POST /_wa/logout {"wid", "secret"}`: the page's own "Log out".
 - `POST /_wa/qr/reload {"page"}`: the "Click to reload QR code" button.
@@ -50,7 +51,8 @@ def index():
         return _no_store(current_app.make_response(render_template("unsupported.html")))
     options = _state().options
     # What the script must know before it draws anything; a global, not a DOM marker.
-    config = {"webVersion": options.web_version, "pushname": options.pushname}
+    config = {"webVersion": options.web_version, "pushname": options.pushname,
+              "redesign": _state().redesign}
     return _no_store(current_app.make_response(render_template("index.html", config=config)))
 
 
@@ -65,7 +67,7 @@ def poll():
     page_id = _page_id(request.args.get("page"))
     since, device, mseq = jsonapi.query_int("since", 0), jsonapi.query_int("device"), jsonapi.query_int("mseq")
     state = _state()
-    snap = state.poll(page_id, device, since, POLL_S, mseq)
+    snap = state.poll(page_id, device, since, POLL_S, mseq, watch=request.args.get("watch") == "1")
     if snap is None:
         sock = request.environ.get("werkzeug.socket")
         if state.outage_active() and sock is not None:

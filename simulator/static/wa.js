@@ -1,9 +1,11 @@
 /* The simulated WhatsApp Web page: screens, the login kept in browser storage, and the
  * live connection (a long-poll on /_wa/poll). Markers mirror whatsapp-web.md; see
- * simulator/__init__.py for the screens and flows. Chats and messages: chat.js. */
+ * simulator/__init__.py for the screens and flows. Chats and messages: chat.js. The
+ * redesigned layout (a test control): redesign.js. */
 import { el, icon } from './dom.js';
 import { LIST_CONTAINER_ROLE } from './markup.js';
 import * as chat from './chat.js';
+import * as redesign from './redesign.js';
 
 const root = document.getElementById('app');
 const PAGE = Array.from(crypto.getRandomValues(new Uint8Array(12)),
@@ -298,6 +300,30 @@ function setOffline(on) {
   renderBanner();
 }
 
+// ---- the redesigned layout (/_phone/redesign) ---------------------------------------
+
+/* WhatsApp shipped a build we do not mirror: replace the whole page with its shell and stop
+ * the usual loops. Storage is left exactly as it is (a new build keeps the login). The live
+ * connection then only watches the flag; when it goes off the page reloads into the old
+ * layout, as a rolled-back build would. */
+async function showRedesign() {
+  s.leaving = true; // ends pollLoop and keeps leave() from clearing anything
+  closeDialog();
+  root.replaceChildren(redesign.shell());
+  let version = 0;
+  for (;;) {
+    let snap = null;
+    try {
+      const q = new URLSearchParams({ page: PAGE, since: String(version), watch: '1' });
+      const r = await fetch(`/_wa/poll?${q}`, { cache: 'no-store' });
+      if (r.ok) snap = await r.json();
+    } catch (e) { snap = null; }
+    if (!snap) { await delay(1000); continue; }
+    version = snap.version;
+    if (!snap.redesign) { location.reload(); return; }
+  }
+}
+
 // ---- the live connection and start-up ---------------------------------------------
 
 async function apply(snap) {
@@ -332,6 +358,7 @@ async function pollLoop() {
     } catch (e) { snap = null; }
     if (s.leaving) return;
     if (!snap) { setOffline(true); await delay(1000); continue; }
+    if (snap.redesign) { showRedesign(); return; }
     setOffline(false);
     s.version = snap.version;
     await apply(snap);
@@ -340,6 +367,7 @@ async function pollLoop() {
 }
 
 async function boot() {
+  if (window.__waSim && window.__waSim.redesign) { showRedesign(); return; }
   const wid = readJSON('last-wid-md');
   if (typeof wid === 'string' && localStorage.getItem('WANoiseInfo')) {
     setLoading('Connecting…', 0);
