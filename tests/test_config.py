@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from whatsapp.config import Config, ConfigError
 from tests.harness import ROOT, free_port, procfile_command
+from whatsapp.config import Config, ConfigError
 
 SH = "/bin/sh"
 # variable -> (values that parse, values that must be refused). Every variable the code

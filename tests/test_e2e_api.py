@@ -7,16 +7,9 @@ import os
 import signal
 
 import psutil
+from harness import browsers_on, decode_qr_png, link_phone, main_browsers, profile_of, wait_for
 
-from conftest import decode_qr_png, link_phone
-from harness import browsers_on, wait_for
-
-PROFILE = "session-energenie-whatsapp"
-
-
-def main_browsers(data_dir) -> list[psutil.Process]:
-    return [p for p in browsers_on(data_dir)
-            if "chromedriver" not in p.name() and not any(a.startswith("--type=") for a in p.cmdline())]
+PROFILE = profile_of(".").name
 
 
 def test_qr_forms_follow_the_page(servers, sim):

@@ -12,12 +12,10 @@ import re
 import shutil
 from pathlib import Path
 
-from conftest import link_phone, ready_without_qr
-from harness import browsers_on, wait_for
+from harness import CLIENT_ID, browsers_on, link_phone, ready_without_qr, wait_for
 
 from whatsapp.persistence import manifest as backup_mod
 
-CLIENT_ID = "energenie-whatsapp"
 BACKUP_LINE = re.compile(r"backup (\d{8}T\d{6}\.\d{3}Z-[0-9a-f]{6}): (\d+) bytes in ([\d.]+) s")
 RESTORE_LINE = re.compile(r"restored backup (\S+) into")
 

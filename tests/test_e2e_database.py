@@ -14,8 +14,7 @@ import signal
 import time
 
 import pytest
-from conftest import link_phone, ready_without_qr
-from harness import browsers_on, wait_for
+from harness import CLIENT_ID, browsers_on, link_phone, ready_without_qr, wait_for
 
 try:
     import pg
@@ -23,7 +22,6 @@ except ImportError:  # tests/ imported as a package
     from tests import pg
 from whatsapp.persistence.database.store import CLEARINGS, TABLE
 
-CLIENT_ID = "energenie-whatsapp"
 OTHER_CLIENT = "another-product"
 
 

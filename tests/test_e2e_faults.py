@@ -18,8 +18,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import linked_server
-from harness import CLIENT_ID, ServerProcess, alive, browser_tree, profile_of, wait_for
+from harness import CLIENT_ID, ServerProcess, alive, browser_tree, linked_server, profile_of, wait_for
 
 RECOVER_S = 90          # generous: two cores shared with other browser tests
 STATUS_LATENCY_S = 2.0  # /status answers within ~1 s; loose for a noisy machine

@@ -1,8 +1,7 @@
 """The product end to end: gunicorn as the Procfile runs it, real Chromium, the simulator."""
 from __future__ import annotations
 
-from conftest import link_phone
-from harness import browsers_on
+from harness import browsers_on, link_phone
 
 
 def test_link_restart_ready_without_qr(servers, sim, tmp_path):

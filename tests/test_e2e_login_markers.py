@@ -9,13 +9,11 @@ import signal
 from contextlib import contextmanager
 from pathlib import Path
 
-from conftest import link_phone
+from harness import CLIENT_ID, link_phone
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
 from whatsapp.persistence.profile import LOCAL_STORAGE, has_login, stored_login
-
-CLIENT_ID = "energenie-whatsapp"
 
 
 def profile_of(data: Path) -> Path:

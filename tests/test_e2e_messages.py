@@ -13,8 +13,7 @@ import os
 import signal
 
 import pytest
-from conftest import link_phone, linked_server
-from harness import ServerProcess, browser_tree, wait_for
+from harness import ServerProcess, browser_tree, link_phone, linked_server, wait_for
 
 FAST = {"WHATSAPP_SEND_INTERVAL_S": "0", "WHATSAPP_MONITOR_INTERVAL_S": "1"}
 SENT = ("sent", "delivered", "read")

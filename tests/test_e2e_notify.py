@@ -24,8 +24,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import decode_qr_png, link_phone
-from harness import ServerProcess, login_on_disk, profile_of, wait_for
+from harness import ServerProcess, decode_qr_png, link_phone, login_on_disk, main_browsers, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 from webhooks import HANG, Receiver
 
@@ -105,15 +104,9 @@ def metric(samples: dict, name: str, **labels) -> float:
 
 
 def main_browser(data_dir: Path) -> psutil.Process:
-    """The main Chromium process on the server's profile: its --user-data-dir and no --type=."""
-    arg = f"--user-data-dir={profile_of(data_dir).resolve()}"
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        cmdline = proc.info["cmdline"] or []
-        if arg in cmdline and not any(a.startswith("--type=") for a in cmdline) \
-                and "chromedriver" not in os.path.basename(cmdline[0]):
-            found.append(proc)
-    assert len(found) == 1, [p.info["cmdline"] for p in found]
+    """The one main Chromium process on the server's profile."""
+    found = main_browsers(data_dir)
+    assert len(found) == 1, found
     return found[0]
 
 

@@ -20,23 +20,24 @@ import time
 
 import psutil
 import pytest
-
-from conftest import link_phone, ready_without_qr
 from harness import (
+    CLIENT_ID,
     ServerProcess,
     browsers_on,
     descendants,
     free_port,
     is_gone,
     kill_all,
+    link_phone,
     main_browsers,
     procfile_command,
+    profile_of,
+    ready_without_qr,
     umask_command,
     wait_for,
 )
 
-CLIENT_ID = "energenie-whatsapp"
-PROFILE = f"session-{CLIENT_ID}"
+PROFILE = profile_of(".").name
 RECORD = f"session-{CLIENT_ID}.json"
 LOCK = f"session-{CLIENT_ID}.lock"
 
@@ -45,10 +46,13 @@ def sim_env(sim, **extra) -> dict:
     return {"WHATSAPP_WEB_URL": sim.url, **extra}
 
 
-def worker_of(server: ServerProcess) -> psutil.Process:
+def the_worker(server: ServerProcess) -> psutil.Process:
+    """gunicorn's one worker (WEB_CONCURRENCY notwithstanding): the master has no other child."""
     workers = psutil.Process(server.proc.pid).children()
     assert len(workers) == 1, [(p.pid, p.name()) for p in workers]
-    return workers[0]
+    worker = the_worker(server)
+    assert worker is not None and worker.pid == workers[0].pid
+    return worker
 
 
 def worker_of_or_none(server: ServerProcess, old: psutil.Process):
@@ -123,7 +127,7 @@ def test_kill9_master_and_worker_next_server_sweeps_orphans(servers, sim, tmp_pa
     data = tmp_path / "data"
     first = servers(env=sim_env(sim), data_dir=data)
     link_phone(first, sim)
-    worker = worker_of(first)
+    worker = the_worker(first)
     old_tree = descendants(worker.pid)  # chromedriver and every Chromium process under it
     try:
         assert any("chromedriver" in p.name() for p in old_tree)
@@ -153,7 +157,7 @@ def test_kill9_worker_only_gunicorn_replaces_it_and_sweeps(servers, sim, tmp_pat
     """The master boots a new worker at once; it must take over the profile, not add a browser."""
     server = servers(env=sim_env(sim))
     link_phone(server, sim)
-    worker = worker_of(server)
+    worker = the_worker(server)
     old_tree = descendants(worker.pid)
     try:
         worker.kill()
@@ -206,7 +210,7 @@ def test_two_servers_one_profile_one_browser_then_takeover(servers, sim, tmp_pat
     env = sim_env(sim, XDG_RUNTIME_DIR=str(xdg), WHATSAPP_RECONNECT_MAX_ATTEMPTS="1000")
     first = servers(env=env, data_dir=data)
     link_phone(first, sim)
-    holder = worker_of(first)
+    holder = the_worker(first)
 
     second = servers(env=env, data_dir=data)  # same Procfile command, another port
     launched = set()
@@ -239,7 +243,7 @@ def test_web_concurrency_still_one_worker_one_browser(servers, sim, tmp_path):
     xdg.mkdir()
     server = servers(env=sim_env(sim, WEB_CONCURRENCY="4", XDG_RUNTIME_DIR=str(xdg)))
     server.wait_status(lambda s: s["status"] == "qr", timeout=60, message="a QR")
-    worker_of(server)  # exactly one child of the master
+    the_worker(server)  # exactly one child of the master
     assert server.log().count("Booting worker") == 1, server.log()
     assert len(main_browsers(server.data_dir)) == 1
     assert not (xdg / "gunicorn.ctl").exists(), "gunicorn opened its control socket"

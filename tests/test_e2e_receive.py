@@ -15,8 +15,7 @@ import threading
 import urllib.request
 
 import pytest
-from conftest import linked_server
-from harness import ServerProcess, browser_tree, wait_for
+from harness import ServerProcess, browser_tree, linked_server, wait_for
 from webhooks import Receiver
 
 FAST = {"WHATSAPP_SEND_INTERVAL_S": "0", "WHATSAPP_MONITOR_INTERVAL_S": "1"}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from conftest import link_phone
+from harness import link_phone
 
 READ_FOR_S = 60.0
 
