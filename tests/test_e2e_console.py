@@ -20,8 +20,7 @@ import shutil
 import signal
 from pathlib import Path
 
-from conftest import decode_qr_png
-from harness import ROOT, browser_tree, login_on_disk, wait_for
+from harness import ROOT, browser_tree, decode_qr_png, login_on_disk, wait_for
 
 from whatsapp.web.browser import BASE_ARGS
 
