@@ -12,7 +12,7 @@ SIM_PORT ?= 3002
 RUN_PACKAGES := chromium chromium-driver
 TEST_PACKAGES := $(RUN_PACKAGES) libzbar0 postgresql nginx
 
-.PHONY: run demo test test-unit lint bench system-run system-test venv venv-dev clean
+.PHONY: run demo doctor test test-unit lint bench system-run system-test venv venv-dev clean
 
 # The server's own environment (make run, make demo) ...
 $(VENV)/.installed: requirements.txt
@@ -39,6 +39,10 @@ run: system-run venv
 
 demo: system-run venv
 	@PORT=$(PORT) SIM_PORT=$(SIM_PORT) PY=$(PY) scripts/demo
+
+# Is this machine ready for `make run`? One line per check, exit 1 naming what failed.
+doctor: system-run venv
+	$(PY) -m whatsapp doctor
 
 lint: venv-dev
 	$(VENV)/bin/ruff check whatsapp simulator bench tests server.py gunicorn.conf.py
