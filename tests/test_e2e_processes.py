@@ -35,6 +35,7 @@ from harness import (
     ready_without_qr,
     umask_command,
     wait_for,
+    worker_of,
 )
 
 PROFILE = profile_of(".").name
@@ -50,7 +51,7 @@ def the_worker(server: ServerProcess) -> psutil.Process:
     """gunicorn's one worker (WEB_CONCURRENCY notwithstanding): the master has no other child."""
     workers = psutil.Process(server.proc.pid).children()
     assert len(workers) == 1, [(p.pid, p.name()) for p in workers]
-    worker = the_worker(server)
+    worker = worker_of(server)
     assert worker is not None and worker.pid == workers[0].pid
     return worker
 
