@@ -84,6 +84,45 @@ def save_screenshot(driver, path: Path) -> bytes:
     return out.getvalue()
 
 
+def test_console_lists_the_newest_messages_of_a_long_history(servers, tmp_path):
+    """The list is oldest first, 500 a page at most: the console walks it once, then reads on
+    from just before the newest five; messages accepted later come in on top."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    server = servers(env={"WHATSAPP_AUTO_INIT": "0", "WHATSAPP_LOCAL_ONLY": "1"})  # stopped: all stay queued
+
+    def accept(n: int) -> str:
+        code, body = server.post("/api/whatsapp/messages", {"to": "15550002222", "text": f"message {n}"})
+        assert code == 202, (code, body)
+        return body["id"]
+
+    for n in range(1, 504):  # one page and a bit
+        accept(n)
+
+    def shown(d) -> list[str]:
+        return [li.text.rsplit("\n", 1)[-1] for li in d.find_elements("css selector", "#out li")]
+
+    with headless_chromium(tmp_path) as driver:
+        driver.get(server.url + "/api/whatsapp/qr")
+        driver.execute_script("performance.setResourceTimingBufferSize(100000);")
+        wait = WebDriverWait(driver, 30, poll_frequency=0.2)
+        newest = [f"message {n}" for n in range(503, 498, -1)]
+        wait.until(lambda d: shown(d) == newest, f"the newest five, newest first: {newest}")
+        assert "503 queued" in text_of(driver, "outbox")
+
+        def reads() -> list[str]:
+            return driver.execute_script("return performance.getEntriesByType('resource')"
+                                         ".map((e) => e.name).filter((n) => n.includes('direction=out'))")
+        walked = len(reads())
+        accept(504)
+        accept(505)
+        newest = [f"message {n}" for n in range(505, 500, -1)]
+        wait.until(lambda d: shown(d) == newest, f"the two new ones on top: {newest}")
+        later = reads()[walked:]
+        # Never the whole history again: every later read starts at a cursor.
+        assert later and all("after=" in url for url in later), later
+
+
 def test_console_through_qr_ready_message_reconnecting_ready(servers, sim, tmp_path):
     from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
