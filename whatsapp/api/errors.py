@@ -1,8 +1,9 @@
 """JSON errors for everything under /api/ (and /metrics): the contract's shape, never HTML.
 
-Every error answer is `{"success": false, "error": "<code>", "message": "<sentence>"}` with
-`Cache-Control: no-store`; no stack trace or exception text ever reaches a client (it goes
-to the log). `gunicorn_write_error` covers what gunicorn rejects before Flask sees it.
+Every error answer is `{"success": false, "error": "<code>", "message": "<sentence>"}`
+(`schemas.ErrorBody`, which also documents it) with `Cache-Control: no-store`; no stack
+trace or exception text ever reaches a client (it goes to the log). `gunicorn_write_error`
+covers what gunicorn rejects before Flask sees it.
 """
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import re
 
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
+
+from .schemas import ErrorBody
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +49,8 @@ class ApiError(Exception):
 
 
 def error_body(status: int, message: str, error: str | None = None) -> dict:
-    return {"success": False, "error": error or _CODES.get(status, "error"), "message": message}
+    """The contract's error object, built by its declaration (`schemas.ErrorBody`)."""
+    return ErrorBody(success=False, error=error or _CODES.get(status, "error"), message=message).model_dump()
 
 
 def error_response(status: int, message: str, error: str | None = None, headers=None):

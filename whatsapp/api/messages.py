@@ -14,34 +14,80 @@ owner thread sends it when the session is ready. Nothing here calls Selenium.
 | 429 `outbox_full` | `WHATSAPP_OUTBOX_MAX` messages already wait |
 | 503 `shutting_down`, `store_unavailable` | stopping; the store cannot be reached |
 | 507 `insufficient_storage` | the store's disk is full (nothing was stored) |
+
+Each route's inputs and answers are declared once (`ACCEPT`, `GET`, `CANCEL`, `LIST`, with
+the models of `schemas.py`); the handlers read their inputs and answer through them.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app
 
 from ..messages import (
     IdempotencyMismatch,
     InvalidCursor,
-    InvalidRequest,
     MessageStore,
     NotCancellable,
     NotFound,
     OutboxFull,
-    Status,
     StoreFull,
     StoreUnavailable,
     body_hash,
-    check_idempotency_key,
-    parse_new_message,
 )
 from ..states import utcnow
 from .errors import ApiError
+from .operations import Operation, Reply, error
+from .schemas import ListQuery, Message, MessageHeaders, MessagePage, NewMessageBody, OutgoingMessage
 
 blueprint = Blueprint("messages", __name__, url_prefix="/api/whatsapp")
 PATH = "/api/whatsapp/messages"
+
+_ID = {"message_id": {"type": "string", "description": "The message's `id`."}}
+_LOCATION = {"Location": "`/api/whatsapp/messages/<id>`: where the message can be read."}
+_FOLLOW = {"get": ("messages.get", {"message_id": "$response.body#/id"}),
+           "cancel": ("messages.cancel", {"message_id": "$response.body#/id"})}
+_UNAVAILABLE = error("The store cannot be reached (`store_unavailable`); nothing was changed.",
+                     "store_unavailable", headers={"Retry-After": "Seconds to wait before trying again."})
+_FULL_DISK = error("The store's disk is full; nothing was stored.", "insufficient_storage")
+
+ACCEPT = Operation(
+    "Accept a message into the outbox",
+    tags=("messages",), body=NewMessageBody, headers=MessageHeaders,
+    description="Written durably before the answer leaves, in any status but shutting down, and sent "
+                "exactly once, in the order accepted, as soon as the session is ready.",
+    replies={
+        202: Reply("Accepted: queued.", OutgoingMessage, headers=_LOCATION, links=_FOLLOW),
+        200: Reply("The same `Idempotency-Key` and body again: the first answer; nothing is sent twice.",
+                   OutgoingMessage, headers=_LOCATION, links=_FOLLOW),
+        400: error("A field, the body or the `Idempotency-Key` is wrong; the message names it.",
+                   "invalid_request"),
+        415: error("The body is not `application/json`.", "unsupported_media_type"),
+        422: error("This `Idempotency-Key` was used for another body.", "idempotency_mismatch"),
+        429: error("`WHATSAPP_OUTBOX_MAX` messages already wait.", "outbox_full",
+                   headers={"Retry-After": "Seconds to wait before trying again."}),
+        503: error("The server is shutting down, or the store cannot be reached; nothing was stored.",
+                   "shutting_down", "store_unavailable",
+                   headers={"Retry-After": "Seconds to wait before trying again (store_unavailable)."}),
+        507: _FULL_DISK,
+    })
+GET = Operation(
+    "Read a message", tags=("messages",), path=_ID,
+    replies={200: Reply("The message, outgoing or incoming.", Message),
+             404: error("No message has this id.", "not_found"), 503: _UNAVAILABLE})
+CANCEL = Operation(
+    "Cancel a queued message", tags=("messages",), path=_ID,
+    description="A queued message fails with `cancelled` (and `message_failed` is published).",
+    replies={200: Reply("Cancelled: the message, now `failed`.", OutgoingMessage),
+             404: error("No message has this id.", "not_found"),
+             409: error("The message is `sending` or later: it can no longer be cancelled.", "not_cancellable"),
+             503: _UNAVAILABLE, 507: _FULL_DISK})
+LIST = Operation(
+    "List messages, oldest first", tags=("messages",), query=ListQuery,
+    replies={200: Reply("One page; `next` is the cursor of the following one.", MessagePage),
+             400: error("A query parameter is wrong or unknown; the message names it.", "invalid_request"),
+             503: _UNAVAILABLE})
 
 
 def _parts() -> dict[str, Any]:
@@ -67,25 +113,14 @@ def _stored(call: Callable[[], Any]) -> Any:
                        headers={"Retry-After": "5"}) from None
 
 
-def _invalid(field: str, message: str) -> NoReturn:
-    raise ApiError(400, f"{field}: {message}", "invalid_request")
-
-
 @blueprint.post("/messages")
+@ACCEPT
 def accept():
     session = _parts()["session"]
     if session.snapshot().is_shutting_down:
         raise ApiError(503, "The server is shutting down; try again when it is back.", "shutting_down")
-    if not request.is_json:
-        raise ApiError(415, "Send the message as JSON with Content-Type: application/json.")
-    body = request.get_json(silent=True)
-    if body is None:
-        _invalid("body", "not valid JSON")
-    try:
-        new = parse_new_message(body)
-        key = check_idempotency_key(request.headers.get("Idempotency-Key"))
-    except InvalidRequest as exc:
-        _invalid(exc.field, exc.message)
+    new: NewMessageBody = ACCEPT.read_body()
+    key = ACCEPT.read_headers().idempotency_key
     config = current_app.config["WHATSAPP"]
     store = _store()
     try:
@@ -99,23 +134,22 @@ def accept():
                        "with a different body.", "idempotency_mismatch") from None
     if created:
         session.outbox_changed()
-    response = jsonify(message.to_json())
-    response.status_code = 202 if created else 200
-    response.headers["Location"] = f"{PATH}/{message.id}"
-    return response
+    return ACCEPT.reply(202 if created else 200, message.to_json(), {"Location": f"{PATH}/{message.id}"})
 
 
 @blueprint.get("/messages/<message_id>")
+@GET
 def get(message_id: str):
     store = _store()
     try:
         message = _stored(lambda: store.get(message_id))
     except NotFound:
         raise ApiError(404, f"No message {message_id}.", "not_found") from None
-    return jsonify(message.to_json())
+    return GET.reply(200, message.to_json())
 
 
 @blueprint.delete("/messages/<message_id>")
+@CANCEL
 def cancel(message_id: str):
     store = _store()
     try:
@@ -127,30 +161,16 @@ def cancel(message_id: str):
                        "can be cancelled.", "not_cancellable") from None
     _parts()["bus"].publish("message_failed", **message.to_json())
     _parts()["session"].outbox_changed()
-    return jsonify(message.to_json())
+    return CANCEL.reply(200, message.to_json())
 
 
 @blueprint.get("/messages")
+@LIST
 def list_messages():
-    args = request.args
-    unknown = sorted(set(args) - {"direction", "status", "limit", "after"})
-    if unknown:
-        _invalid(unknown[0], "unknown query parameter (direction, status, limit, after)")
-    direction = args.get("direction", "out")
-    if direction not in ("out", "in"):
-        _invalid("direction", "must be out or in")
-    status = args.get("status")
-    if status is not None:
-        if direction == "in":
-            _invalid("status", "incoming messages have no status")
-        if status not in {s.value for s in Status}:
-            _invalid("status", f"must be one of {', '.join(s.value for s in Status)}")
-    raw_limit = args.get("limit", "100")
-    if not raw_limit.isascii() or not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 500:
-        _invalid("limit", "must be a whole number from 1 to 500")
+    query: ListQuery = LIST.read_query()
     store = _store()
     try:
-        page, after = _stored(lambda: store.list_messages(direction, status, int(raw_limit), args.get("after")))
+        page, after = _stored(lambda: store.list_messages(query.direction, query.status, query.limit, query.after))
     except InvalidCursor:
-        _invalid("after", "not a cursor this server gave")
-    return jsonify({"messages": [message.to_json() for message in page], "next": after})
+        raise ApiError(400, "after: not a cursor this server gave", "invalid_request") from None
+    return LIST.reply(200, {"messages": [message.to_json() for message in page], "next": after})

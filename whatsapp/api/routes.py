@@ -1,7 +1,9 @@
 """The /api/whatsapp blueprint: handlers read the session's snapshot or submit a command.
 
 No handler ever calls Selenium: the session's owner thread does, so `/status` answers at
-once whatever the browser is doing.
+once whatever the browser is doing. Each route is declared once (`operations.Operation`,
+models in `schemas.py`): its inputs are read and its JSON answers sent through that
+declaration, and the OpenAPI document (`openapi.py`, nested here) is generated from it.
 """
 from __future__ import annotations
 
@@ -11,13 +13,17 @@ import secrets
 import time
 
 import qrcode
-from flask import Blueprint, current_app, jsonify, make_response, render_template, request
+from flask import Blueprint, current_app, make_response, render_template, request
 
 from ..session import CommandError, ShuttingDown
 from ..states import Status
+from . import openapi
 from .errors import ApiError
+from .operations import Operation, Reply, error
+from .schemas import CommandAnswer, CommandBody, QrJson, QrQuery, StatusBody
 
 blueprint = Blueprint("whatsapp", __name__, url_prefix="/api/whatsapp")
+blueprint.register_blueprint(openapi.blueprint)
 
 # Commands answer within this bound whatever the browser does (contract: within 20 s).
 COMMAND_DEADLINE_S = 18.0
@@ -28,28 +34,55 @@ def _session():
     return current_app.extensions["whatsapp"]["session"]
 
 
+STATUS = Operation("The session now", tags=("session",),
+                   description="Answers at once whatever the browser is doing (hung, crashed, restarting).",
+                   replies={200: Reply("The status snapshot and its blocks.", StatusBody)})
+
+
+def _command(summary: str, description: str) -> Operation:
+    return Operation(summary, tags=("session",), description=description, body=CommandBody, body_required=False,
+                     replies={200: Reply("Done; `status` is the status right after.", CommandAnswer),
+                              400: error("The body is not valid JSON or not an empty object.", "invalid_request"),
+                              415: error("A body that is not `application/json`.", "unsupported_media_type"),
+                              503: error("The server is shutting down, or the session does not run in this "
+                                         "process.", "unavailable"),
+                              504: error("The command did not finish within 18 s; see `/status`.", "timeout")})
+
+
+INITIALIZE = _command("Start the session", "Restore the saved login, or show a QR. Idempotent: while starting "
+                      "or ready it starts no second browser.")
+DISCONNECT = _command("Log out and delete the login", "Log out of WhatsApp (the phone's linked-device entry goes "
+                      "away), close the browser, delete the saved login; status `stopped`. Messages still queued "
+                      "fail with `logged_out`.")
+CLEAR_SESSION = _command("Close and delete the login", "Close the browser and delete the saved login even when "
+                         "logging out is impossible; status `stopped`.")
+QR = Operation(
+    "The QR code: a page for a person, or JSON", tags=("qr",), query=QrQuery,
+    description="HTML (a page that follows the rotating code and becomes a console once linked) unless "
+                "`Accept` prefers `application/json` or `format=json` is given.",
+    replies={200: Reply("The page, or the code as JSON.", QrJson, media=("text/html",)),
+             409: error("JSON asked for and no QR is shown now.", "no_qr")})
+QR_PNG = Operation("The QR code as PNG", tags=("qr",),
+                   replies={200: Reply("The code shown now.", media=("image/png",)),
+                            409: error("No QR is shown now.", "no_qr")})
+SCREENSHOT = Operation(
+    "What the browser shows now, as PNG", tags=("session",),
+    replies={200: Reply("A screenshot taken by the session's owner thread.", media=("image/png",)),
+             409: error("No browser is running.", "no_browser"),
+             503: error("The server is shutting down, or the session does not run in this process.", "unavailable"),
+             504: error("The browser did not answer in time; see `/status`.", "timeout")})
+
+
 @blueprint.get("/status")
+@STATUS
 def status():
     body = _session().status_json()
     body["notifications"] = current_app.extensions["whatsapp"]["notifier"].status()
-    return jsonify(body)
+    return STATUS.reply(200, body)
 
 
-def _check_body() -> None:
-    """Commands take no parameters: an empty body or a JSON object, nothing else."""
-    if not request.get_data(cache=True):  # also a chunked body, which has no Content-Length
-        return
-    if not request.is_json:
-        raise ApiError(415, "This endpoint takes no body, or a JSON object with Content-Type: application/json.")
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise ApiError(400, "The body must be a JSON object.")
-    if body:
-        raise ApiError(400, f"Unknown field(s): {', '.join(sorted(map(str, body)))}; this endpoint takes none.")
-
-
-def _run(command: str):
-    _check_body()
+def _run(operation: Operation, command: str):
+    operation.read_body()  # commands take no parameters: none, or an empty JSON object
     try:
         result = _session().submit(command, timeout=COMMAND_DEADLINE_S)
     except ShuttingDown:
@@ -60,23 +93,26 @@ def _run(command: str):
     except CommandError as exc:
         raise ApiError(exc.status, str(exc), exc.error) from None
     snapshot = _session().snapshot()
-    return jsonify({"success": True, "message": result, "status": snapshot.status.value,
-                    "timestamp": _session().status_json()["timestamp"]})
+    return operation.reply(200, {"success": True, "message": result, "status": snapshot.status.value,
+                                 "timestamp": _session().status_json()["timestamp"]})
 
 
 @blueprint.post("/initialize")
+@INITIALIZE
 def initialize():
-    return _run("initialize")
+    return _run(INITIALIZE, "initialize")
 
 
 @blueprint.post("/disconnect")
+@DISCONNECT
 def disconnect():
-    return _run("disconnect")
+    return _run(DISCONNECT, "disconnect")
 
 
 @blueprint.post("/clear-session")
+@CLEAR_SESSION
 def clear_session():
-    return _run("clear-session")
+    return _run(CLEAR_SESSION, "clear-session")
 
 
 def _qr_png(payload: str) -> bytes:
@@ -107,13 +143,14 @@ def _no_store(response):
 
 
 @blueprint.get("/qr")
+@QR
 def qr():
-    wants_json = request.args.get("format") == "json" or (
+    wants_json = QR.read_query().format == "json" or (
         request.accept_mimetypes.best_match(["text/html", "application/json"]) == "application/json")
     if wants_json:
         payload = _current_qr()
         image = base64.b64encode(_qr_png(payload)).decode()
-        return _no_store(jsonify({"qr": payload, "image": f"data:image/png;base64,{image}"}))
+        return _no_store(QR.reply(200, {"qr": payload, "image": f"data:image/png;base64,{image}"}))
     nonce = secrets.token_urlsafe(16)
     response = make_response(render_template("qr.html", nonce=nonce,
                                              client_id=current_app.config["WHATSAPP"].client_id))
@@ -128,6 +165,7 @@ def qr():
 
 
 @blueprint.get("/qr.png")
+@QR_PNG
 def qr_png():
     response = make_response(_qr_png(_current_qr()))
     response.headers["Content-Type"] = "image/png"
@@ -136,6 +174,7 @@ def qr_png():
 
 
 @blueprint.get("/screenshot")
+@SCREENSHOT
 def screenshot():
     """What the browser shows now, as PNG (taken by the owner thread between its steps)."""
     try:

@@ -202,19 +202,35 @@ class NewMessage:
         return body_hash(self.to, self.text)
 
 
+NEW_MESSAGE_FIELDS = ("to", "text")
+
+
 def parse_new_message(body: object) -> NewMessage:
     """Check a decoded JSON body: an object with exactly `to` and `text` (see
     `normalise_number`, `check_text`). Raises InvalidRequest naming the field."""
+    fields = check_fields(body, NEW_MESSAGE_FIELDS)
+    return NewMessage(normalise_number(fields["to"]), check_text(fields["text"]))
+
+
+def check_fields(body: object, names: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, Any]:
+    """`body` if it is an object with every one of `names` and nothing else (`optional` ones
+    may be left out). In this order, raises InvalidRequest naming: `body` (not an object),
+    every unknown field (sorted, comma-separated), the first missing one."""
     if not isinstance(body, dict):
-        raise InvalidRequest("body", f"expected a JSON object with `to` and `text`, got {_json_type(body)}")
-    unknown = sorted(str(name) for name in body if name not in ("to", "text"))
+        raise InvalidRequest("body", f"expected a JSON object with {_listed(names + optional)}, got {_json_type(body)}")
+    unknown = sorted(str(name) for name in body if name not in names + optional)
     if unknown:
-        names = ", ".join(unknown)
-        raise InvalidRequest(names, f"unknown field(s) {names}: only `to` and `text` are accepted")
-    for name in ("to", "text"):
+        listed = ", ".join(unknown)
+        only = f"only {_listed(names + optional)} are accepted" if names + optional else "this takes none"
+        raise InvalidRequest(listed, f"unknown field(s) {listed}: {only}")
+    for name in names:
         if name not in body:
             raise InvalidRequest(name, "is required")
-    return NewMessage(normalise_number(body["to"]), check_text(body["text"]))
+    return body
+
+
+def _listed(names: tuple[str, ...]) -> str:
+    return " and ".join(", ".join(f"`{name}`" for name in names).rsplit(", ", 1)) if names else "no fields"
 
 
 def normalise_number(value: object) -> str:
