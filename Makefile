@@ -12,7 +12,7 @@ SIM_PORT ?= 3002
 RUN_PACKAGES := chromium chromium-driver
 TEST_PACKAGES := $(RUN_PACKAGES) libzbar0 postgresql nginx
 
-.PHONY: run demo doctor test test-unit lint bench system-run system-test venv venv-dev clean
+.PHONY: run demo doctor test test-unit lint bench soak system-run system-test venv venv-dev clean
 
 # The server's own environment (make run, make demo) ...
 $(VENV)/.installed: requirements.txt
@@ -58,6 +58,14 @@ test: system-test venv-dev
 
 bench: system-test venv-dev
 	$(PY) -m bench
+	@scripts/check-orphans
+
+# Faults at random under traffic (bench/soak): SOAK_MINUTES (default 10) or SOAK_CYCLES,
+# SOAK_SEED (default 19), SOAK_FAULTS (the mix, name=weight,...). Root for the network
+# namespace and the tmpfs data folder; without it, partitions and a full disk are left out.
+soak: system-test venv-dev
+	$(PY) -m bench.soak $(if $(SOAK_MINUTES),--minutes $(SOAK_MINUTES)) $(if $(SOAK_CYCLES),--cycles $(SOAK_CYCLES)) \
+		$(if $(SOAK_SEED),--seed $(SOAK_SEED)) $(if $(SOAK_FAULTS),--faults '$(SOAK_FAULTS)')
 	@scripts/check-orphans
 
 clean:
