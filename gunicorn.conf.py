@@ -9,11 +9,20 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # started from a
 
 import gunicorn.util
 
-from whatsapp.api import errors, keys
+from whatsapp.api import keys
 from whatsapp.config import Config, ConfigError
 
+
+def _write_error(sock, status_int, reason, mesg):
+    # Imported on first use, in the worker: the master never loads Flask (it would delay
+    # the fork, and with it the browser's launch).
+    from whatsapp.api import errors
+
+    errors.gunicorn_write_error(sock, status_int, reason, mesg)
+
+
 # gunicorn answers requests it cannot parse itself, with HTML: make those JSON as well.
-gunicorn.util.write_error = errors.gunicorn_write_error
+gunicorn.util.write_error = _write_error
 
 # Validate the configuration in the master, before anything starts: one line naming the
 # variable, exit code 2, no worker booted.
@@ -54,8 +63,18 @@ errorlog = "-"
 loglevel = _config.log_level.lower()
 
 
+def post_fork(server, worker):
+    """Start the session in the worker right after the fork, before the app is imported:
+    Chromium launches while Flask and the API load (whatsapp/early.py). `create_app` takes
+    the running session over; `post_worker_init` then starts the rest."""
+    from whatsapp import early
+
+    early.start(_config)
+
+
 def post_worker_init(worker):
-    """Start the session in the worker, after the fork, once its signal handlers exist.
+    """Start the notifier (the session runs since post_fork) once the worker's signal
+    handlers exist.
 
     gunicorn runs no hook when the worker receives SIGTERM; it first waits up to
     graceful_timeout for open connections, and an open event stream (the QR page) would
@@ -78,7 +97,11 @@ def post_worker_init(worker):
 
 
 def worker_exit(server, worker):
-    """Close the browser properly (its storage is flushed) before the worker goes."""
-    from whatsapp import stop_services
+    """Close the browser properly (its storage is flushed) before the worker goes, also when
+    the app never loaded (the session started in post_fork)."""
+    from whatsapp import early, stop_services
 
-    stop_services(worker.wsgi)
+    app = getattr(worker, "wsgi", None)
+    if app is not None:
+        stop_services(app)
+    early.stop_unclaimed()

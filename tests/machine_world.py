@@ -162,6 +162,8 @@ class World:
                 page = self.next_page()
                 if isinstance(page, Failure):
                     return S.Broke(page)
+                if isinstance(action, S.ReadPage) and page.screen in (Screen.LOADING, Screen.UNKNOWN):
+                    self.now += action.wait_s  # the page did not move on: the read waited it out
                 if isinstance(action, S.ReadPage):
                     return S.PageRead(page)
                 return S.Probed(page, self._reachable() if page.screen is Screen.CHATS else None)

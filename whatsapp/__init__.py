@@ -1,36 +1,44 @@
-"""The WhatsApp Web session server: `create_app()` builds it, nothing starts at import."""
+"""The WhatsApp Web session server: `create_app()` builds it, nothing starts at import.
+
+Importing the package imports no web framework: gunicorn's master (which reads the
+configuration through it) stays light, and the session can start before Flask loads
+(`early`).
+"""
 from __future__ import annotations
 
 import logging
 import os
-
-from flask import Flask
+from typing import TYPE_CHECKING
 
 from .config import Config
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 log = logging.getLogger(__name__)
 
 
 def create_app(test_config: Config | None = None) -> Flask:
-    """Build the app. The session's threads start only in `start_services()`."""
+    """Build the app. The session's threads start only in `start_services()` (or earlier, in
+    `early.start`, whose running parts this takes over)."""
+    from flask import Flask
+
+    from . import early
     from .api import access, errors
     from .api import messages as messages_api
     from .api import routes as api
-    from .bus import Bus
     from .notify import Notifier
-    from .session import Session
 
     config = test_config or Config.from_env(os.environ)
     app = Flask(__name__, template_folder=os.path.join(os.path.dirname(__file__), "..", "templates"))
     app.config["WHATSAPP"] = config
     app.json.sort_keys = False  # type: ignore[attr-defined]  # DefaultJSONProvider's setting
 
-    bus = Bus(config.client_id)
-    store, store_error = _open_store(config)
-    session = Session(config, bus, store=store)
-    notifier = Notifier(config, bus, session.snapshot, outbox=session.outbox_status)
-    app.extensions["whatsapp"] = {"session": session, "bus": bus, "notifier": notifier,
-                                  "store": store, "store_error": store_error}
+    parts = early.take(config) or early.build(config)
+    session = parts.session
+    notifier = Notifier(config, parts.bus, session.snapshot, outbox=session.outbox_status)
+    app.extensions["whatsapp"] = {"session": session, "bus": parts.bus, "notifier": notifier,
+                                  "store": parts.store, "store_error": parts.store_error}
 
     errors.register_error_handlers(app)
     access.init_app(app, config)
@@ -38,26 +46,6 @@ def create_app(test_config: Config | None = None) -> Flask:
     app.register_blueprint(messages_api.blueprint)
     notifier.register(app)
     return app
-
-
-def _open_store(config: Config):
-    """The message store (SQLite in the data folder, or PostgreSQL); (None, why) when it
-    cannot be opened: the server still runs (the login matters most) and says why."""
-    from .messages import StoreUnavailable, open_store
-    from .persistence.profile import private_dir
-
-    if config.database_url:
-        from .messages.bounded import mask_url
-
-        log.info("messages and backups in PostgreSQL %s (from %s)", mask_url(config.database_url),
-                 config.database_url_source)
-    try:
-        private_dir(config.session_dir)
-        return open_store(client_id=config.client_id, data_dir=config.session_dir,
-                          database_url=config.database_url, timeout_s=config.database_timeout_s), None
-    except (StoreUnavailable, OSError) as exc:
-        log.error("the message store cannot be opened; POST /messages answers 503 until it can: %s", exc)
-        return None, str(exc)
 
 
 def start_services(app: Flask) -> None:

@@ -17,7 +17,7 @@ Event names (the `event` field of webhooks and the SSE stream):
 | `backup_created`  | `name`, `size`, `seconds`                                        |
 | `backup_restored` | `name`, `source` (`local` or `database`)                         |
 | `restore_failed`  | `reason` (no backup restored a broken login)                     |
-| `message_sent`, `message_delivered`, `message_read`, `message_failed` | the outgoing message object (contract section 5) |
+| `message_sent`, `_delivered`, `_read`, `_failed` | the outgoing message object (contract 5) |
 | `message_received` | the incoming message object                                     |
 """
 from __future__ import annotations
@@ -32,6 +32,8 @@ from datetime import datetime
 from .states import iso, utcnow
 
 log = logging.getLogger(__name__)
+
+BACKLOG = 200  # events kept for a first subscriber that comes late (a start is a few dozen)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,10 +56,17 @@ class Bus:
         self._subscribers: list[Subscriber] = []
         self._lock = threading.Lock()
         self._seq = itertools.count(1)
+        # Published before the first subscriber: kept for it (None once it came).
+        self._backlog: list[Event] | None = []
 
     def subscribe(self, subscriber: Subscriber) -> None:
+        """Add a subscriber. The first one also gets, at once and in order, what was published
+        before anyone subscribed (the session may start before the notifier exists)."""
         with self._lock:
+            backlog, self._backlog = (self._backlog, None) if self._backlog is not None else ([], None)
             self._subscribers.append(subscriber)
+        for event in backlog:
+            self._deliver(subscriber, event)
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         with self._lock:
@@ -68,9 +77,15 @@ class Bus:
         with self._lock:
             event = Event(name, {"clientId": self.client_id, **data}, next(self._seq))
             subscribers = list(self._subscribers)
+            if self._backlog is not None and not subscribers and len(self._backlog) < BACKLOG:
+                self._backlog.append(event)
         for subscriber in subscribers:
-            try:
-                subscriber(event)
-            except Exception:  # a broken subscriber must never stop the session
-                log.exception("event subscriber %r failed on %s", subscriber, name)
+            self._deliver(subscriber, event)
         return event
+
+    @staticmethod
+    def _deliver(subscriber: Subscriber, event: Event) -> None:
+        try:
+            subscriber(event)
+        except Exception:  # a broken subscriber must never stop the session
+            log.exception("event subscriber %r failed on %s", subscriber, event.name)

@@ -33,6 +33,7 @@ from .webhooks import Sender
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/api/whatsapp/events"
+EARLY_EVENTS = 200  # kept for the webhooks until they start (a start publishes a few dozen)
 METRICS_PATH = "/metrics"
 
 
@@ -57,6 +58,9 @@ class Notifier:
         self._metrics = Metrics(snapshot, lambda: self._senders, self._streams.count, outbox)
         self._lifecycle = threading.Lock()
         self._state = "new"  # new -> started -> stopped
+        # Events seen before start(): the session may run before the app's services start
+        # (whatsapp/early.py); webhooks get them, in order, once their senders run.
+        self._before_start: list[Event] = []
         bus.subscribe(self._on_event)
 
     @property
@@ -68,6 +72,12 @@ class Notifier:
     def _on_event(self, event: Event) -> None:
         self._metrics.observe(event)
         self._streams.publish(event)
+        if self._senders:
+            with self._lifecycle:  # start() hands these over under it: the order holds
+                if self._state == "new":
+                    if len(self._before_start) < EARLY_EVENTS:
+                        self._before_start.append(event)
+                    return
         for sender in self._senders:
             sender.offer(event)  # a no-op unless started
 
@@ -90,9 +100,13 @@ class Notifier:
                 return
             if self._state == "stopped":
                 raise RuntimeError("a stopped Notifier cannot be started again")
-            self._state = "started"
             for sender in self._senders:
                 sender.start()
+            early, self._before_start = self._before_start, []
+            for event in early:
+                for sender in self._senders:
+                    sender.offer(event)
+            self._state = "started"
         if self._senders:
             log.info("webhooks: %d receiver(s): %s", len(self._senders),
                      ", ".join(sender.host for sender in self._senders))

@@ -25,11 +25,10 @@ from ..config import Config
 from ..states import Account, iso, utcnow
 from .backups import BackupError, LocalBackups
 from .clearings import Clearing, Clearings
-from .database.strategy import DatabaseStrategy
 from .local import LocalStrategy
 from .profile import delete_profile, has_login, stored_login
 from .record import RecordFile
-from .strategy import LoginHere, Strategy
+from .strategy import DATABASE_SOURCE, LoginHere, Strategy
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +39,9 @@ def strategies_for(config: Config, bus: Bus, record: RecordFile, backups: LocalB
     local = LocalStrategy(config, bus, backups, clearings)
     chosen: list[Strategy] = [local]
     if config.database_url:
+        # Imported only here: psycopg costs ~70 ms, on the way to every launch without a database.
+        from .database.strategy import DatabaseStrategy
+
         chosen.append(DatabaseStrategy(config, backups, clearings, record))
     return local, chosen
 
@@ -74,7 +76,7 @@ class Keeper:
     def check_owner(self) -> None:
         """Before a launch: raises `ProfileLocked` when another server owns the client id."""
         here = LoginHere(present=has_login(self.config.profile_dir),
-                         from_database=self.record.current.login_source == DatabaseStrategy.source)
+                         from_database=self.record.current.login_source == DATABASE_SOURCE)
         for strategy in self.strategies:
             strategy.check_owner(here)
         self._judge()

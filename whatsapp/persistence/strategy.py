@@ -15,6 +15,8 @@ from ..states import Account
 from .backups import BackupInfo, RestoreResult
 from .clearings import Clearing
 
+DATABASE_SOURCE = "database"  # a login restored from the database says so in the record
+
 
 @dataclasses.dataclass(frozen=True)
 class LoginHere:

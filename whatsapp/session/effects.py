@@ -142,7 +142,7 @@ class Effects:
     def _readpage(self, action: S.ReadPage) -> S.Event:
         def work() -> S.Event:
             with self._driver() as browser:
-                state = page.read_state(browser.driver)
+                state = page.read_state(browser.driver, wait_s=action.wait_s)
             browser.bound_log()
             if action.check_owner:
                 self.keeper.keep_owner()

@@ -36,7 +36,8 @@ from ..web.page import PageState, Screen
 from . import steps as S
 
 WATCH_INTERVAL_S = 0.5      # a QR page is read this often (it waits for a person)
-FAST_WATCH_S = 0.1          # a starting or loading page: one cheap script per read
+FAST_WATCH_S = 0.1          # a page between screens we know: one cheap script per read
+SETTLE_WAIT_S = 0.5         # a starting or loading page is read with a wait for its next screen
 RESTORE_RETRY_S = 30.0      # a never-linked QR asks the unreachable database again
 UNREACHABLE_LIMIT = 2       # failed reachability checks in a row that make an outage
 RECEIVE_POLL_S = 1.0        # a ready page is looked at for incoming messages this often
@@ -96,6 +97,7 @@ class Machine:
         self._retry_failed = False          # `failed` after a temporary failure: look again
         self._probe_at = self._send_at = self._receive_at = 0.0  # while ready: when each step is due
         self._sent_last = False             # sends and reads take turns
+        self._read_wait = 0.0               # the next page read waits for the screen to move on
         self._page: PageState | None = None
         self._account = Account()
         self._qr: str | None = None
@@ -246,7 +248,7 @@ class Machine:
             check_owner = self._now >= self._owner_due
             if check_owner:
                 self._owner_due = self._now + self.timing.monitor_interval_s
-            self._do(S.ReadPage(check_owner=check_owner))
+            self._do(S.ReadPage(check_owner=check_owner, wait_s=self._read_wait))
         elif self.phase is Phase.READY:
             self._ready_step()
         elif self.phase is Phase.FAILED and self._retry_failed:
@@ -256,6 +258,7 @@ class Machine:
         self._qr_shown = self._qr_accepted = self._conflict_seen = False
         self._deadline, self._deadline_s = self._now + self.timing.startup_timeout_s, self.timing.startup_timeout_s
         self._owner_due = self._now + self.timing.monitor_interval_s  # just checked by the launch
+        self._read_wait = SETTLE_WAIT_S
         self._enter(Phase.WATCH, 0)
         self._update(has_session=has_session)
         self._do(S.Publish("browser_started", {"seconds": round(seconds, 3)}))
@@ -269,7 +272,13 @@ class Machine:
     # -- watching a page that is not ready -----------------------------------------------------
     def _watch(self, page: PageState) -> None:
         self._page = page
-        self._schedule(WATCH_INTERVAL_S if page.screen in (Screen.QR, Screen.QR_EXPIRED) else FAST_WATCH_S)
+        if page.screen in (Screen.LOADING, Screen.UNKNOWN):
+            # The read itself waits for the next screen: read again at once.
+            self._read_wait = SETTLE_WAIT_S
+            self._schedule(0)
+        else:
+            self._read_wait = 0.0
+            self._schedule(WATCH_INTERVAL_S if page.screen in (Screen.QR, Screen.QR_EXPIRED) else FAST_WATCH_S)
         if page.screen is Screen.CHATS:
             self._became_ready(page)
         elif page.screen is Screen.LOADING:

@@ -126,8 +126,11 @@ class Launch:
 
 @dataclasses.dataclass(frozen=True)
 class ReadPage:
-    """One read of the page -> PageRead/Broke; `check_owner` also re-checks database ownership."""
+    """One read of the page -> PageRead/Broke; `check_owner` also re-checks database ownership;
+    `wait_s`: a starting or loading page is given that long to move on (answered at once when
+    it does)."""
     check_owner: bool = False
+    wait_s: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
 import signal
 import subprocess
 import threading
 import time
-from functools import lru_cache
 from pathlib import Path
 
 import psutil
@@ -28,6 +26,7 @@ from selenium.webdriver.remote.client_config import ClientConfig
 
 from ..config import Config
 from ..failures import LaunchFailed
+from . import version
 from .processes import group_members, is_browser_main, kill_group, signal_pid, wait_gone
 
 log = logging.getLogger(__name__)
@@ -86,20 +85,19 @@ def find_chromedriver(config: Config) -> str:
         raise LaunchFailed(f"no chromedriver found (set CHROMEDRIVER_PATH); webdriver-manager: {exc}") from exc
 
 
-@lru_cache(maxsize=8)
-def chrome_major_version(chrome_bin: str) -> int | None:
-    try:
-        out = subprocess.run([chrome_bin, "--version"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    match = re.search(r"(\d+)\.\d+\.\d+", out)
-    return int(match.group(1)) if match else None
+def chrome_major_version(chrome_bin: str, cache: Path | None = None) -> int | None:
+    """Chromium's major version (see `version`: kept beside the binary's identity)."""
+    return version.major_version(chrome_bin, cache)
+
+
+def version_cache(config: Config) -> Path:
+    return config.session_dir / "chromium-version.json"
 
 
 def warm_up(config: Config) -> None:
     """Find the binaries and Chromium's version ahead of the first launch (cached)."""
     try:
-        chrome_major_version(find_chrome(config))
+        chrome_major_version(find_chrome(config), version_cache(config))
     except LaunchFailed:
         pass  # reported by the launch itself
 
@@ -108,7 +106,7 @@ def user_agent(config: Config, chrome_bin: str) -> str:
     """A desktop Chrome user agent of the installed version (never `HeadlessChrome`)."""
     if config.user_agent:
         return config.user_agent
-    major = chrome_major_version(chrome_bin) or 140
+    major = chrome_major_version(chrome_bin, version_cache(config)) or 140
     return (f"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
             f"Chrome/{major}.0.0.0 Safari/537.36")
 

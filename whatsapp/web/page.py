@@ -10,6 +10,8 @@ import enum
 import json
 import time
 
+from selenium.common.exceptions import JavascriptException
+
 from ..states import Account
 from . import locators as L
 
@@ -41,8 +43,8 @@ class PageState:
 # `locators`), so the selectors stay in one module; `first(list)` is the first element the
 # first matching selector finds. Storage reads are wrapped: a chrome-error page has no
 # localStorage.
-_READ_STATE = """
-const L = arguments[0];
+_STATE = """
+const state = (L) => {
 const first = (list, root) => {
   for (const sel of list) { const el = (root || document).querySelector(sel); if (el) return el; }
   return null;
@@ -79,6 +81,32 @@ else if (qrBox) {
   out.progress = text(progress && progress.parentElement || document.body).trim().slice(0, 80);
 } else if (L.unsupported.some((t) => bodyText.includes(t))) out.screen = "unsupported";
 return out;
+};
+"""
+_READ_STATE = _STATE + "return state(arguments[0]);"
+# The same read, but while the page is still starting or loading it waits (up to
+# arguments[1] ms) for the page to move on, and answers the moment it does: a change of
+# screen is noticed at once instead of at the next poll. Mutations are coalesced into one
+# read per task.
+_AWAIT_STATE = _STATE + """
+const [L, waitMs, done] = arguments;
+const start = state(L);
+if (start.screen !== "unknown" && start.screen !== "loading") return done(start);
+let finished = false, queued = false, observer = null, timer = null;
+const finish = (value) => {
+  if (finished) return;
+  finished = true;
+  if (observer) observer.disconnect();
+  clearTimeout(timer);
+  done(value);
+};
+observer = new MutationObserver(() => {
+  if (queued) return;
+  queued = true;
+  setTimeout(() => { queued = false; const now = state(L); if (now.screen !== start.screen) finish(now); }, 0);
+});
+observer.observe(document, {childList: true, subtree: true, attributes: true, characterData: true});
+timer = setTimeout(() => finish(state(L)), waitMs);
 """
 
 _ARGS = {
@@ -91,8 +119,20 @@ _ARGS = {
 }
 
 
-def read_state(driver) -> PageState:
-    raw = driver.execute_script(_READ_STATE, _ARGS) or {}
+def read_state(driver, wait_s: float = 0.0) -> PageState:
+    """The screen now; with `wait_s`, a starting or loading page is given that long to move
+    on, and the new screen is returned as soon as it shows (one bounded driver call)."""
+    raw = None
+    if wait_s > 0:
+        try:
+            raw = driver.execute_async_script(_AWAIT_STATE, _ARGS, int(wait_s * 1000))
+        except JavascriptException as exc:
+            # The page navigated while the script waited ("document unloaded"): read the new one.
+            if "unload" not in (exc.msg or "").lower():
+                raise
+    if raw is None:
+        raw = driver.execute_script(_READ_STATE, _ARGS)
+    raw = raw or {}
     store = raw.get("store") or {}
     wid = _unquote(store.get(L.STORAGE_WID))
     return PageState(

@@ -25,7 +25,7 @@ from ...states import Account, iso
 from ..backups import BackupCorrupt, BackupInfo, LocalBackups, RestoreResult
 from ..clearings import Clearing, Clearings
 from ..record import RecordFile
-from ..strategy import LoginHere, Strategy
+from ..strategy import DATABASE_SOURCE, LoginHere, Strategy
 from .connection import Database, DatabaseUnavailable
 from .ownership import Check, Ownership
 from .store import DatabaseStore
@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 
 class DatabaseStrategy(Strategy):
-    source = "database"
+    source = DATABASE_SOURCE
 
     def __init__(self, config: Config, backups: LocalBackups, clearings: Clearings, record: RecordFile,
                  *, retry_first_s: float = 2.0, retry_max_s: float = 60.0):
