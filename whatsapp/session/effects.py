@@ -56,7 +56,8 @@ class Effects:
         self.store = store
         self.receiver = self.sender = None
         if store is not None:
-            self.receiver = Receiver(store, publish_in=self._published_in, publish_out=self.publish)
+            self.receiver = Receiver(store, publish_in=self._published_in, publish_out=self.publish,
+                                     open_chat_path=config.session_dir / f"session-{config.client_id}.open-chat.json")
             self.sender = Sender(store, config.web_url, ttl_s=config.message_ttl_s,
                                  open_timeout_s=min(60.0, config.page_timeout_s + 15.0),
                                  publish=self.publish, on_open=self.receiver.opened)
