@@ -152,7 +152,8 @@ class Browser:
         # --append-log: chromedriver then writes at the end of the file whatever its size, so
         # `bound_log` can cut it in place while it runs.
         service = Service(driver_path, log_output=str(log_path), popen_kw={"process_group": 0},
-                          service_args=[f"--log-level={config.driver_log.upper()}", "--append-log"])
+                          service_args=[f"--log-level={config.driver_log.upper()}", "--append-log"],
+                          env=_browser_env())
         try:
             service.start()
         except WebDriverException as exc:
@@ -212,6 +213,7 @@ class Browser:
         (runtime.md), and SIGKILL to the group ends the rest.
         """
         end = time.monotonic() + deadline
+        socket_dir = _singleton_socket_dir(self.profile_dir)
         quitter = threading.Thread(target=self._quit_quietly, name="browser-quit", daemon=True)
         quitter.start()
         quitter.join(max(0.0, deadline * 0.6))
@@ -227,12 +229,37 @@ class Browser:
         except subprocess.TimeoutExpired:
             log.warning("chromedriver %s did not exit after SIGKILL", self.pgid)
         _close_log(self.service)
+        if socket_dir is not None:
+            # Chromium leaves its (empty) org.chromium.Chromium.* folder in $TMPDIR behind.
+            shutil.rmtree(socket_dir, ignore_errors=True)
 
     def _quit_quietly(self) -> None:
         try:
             self.driver.quit()
         except Exception as exc:  # the browser may already be gone; only the kill matters then
             log.debug("quit failed: %r", exc)
+
+
+# Chromium puts its SingletonSocket under $TMPDIR, and a Unix socket's path is at most 107
+# bytes: under a longer TMPDIR it fails to start with only "zygote ... Broken pipe" in the log.
+_TMPDIR_MAX = 60
+
+
+def _browser_env() -> dict[str, str]:
+    env = dict(os.environ)
+    if len(env.get("TMPDIR", "")) > _TMPDIR_MAX:
+        env["TMPDIR"] = "/tmp"
+    return env
+
+
+def _singleton_socket_dir(profile_dir: Path) -> Path | None:
+    """The temporary folder the running browser's SingletonSocket lives in, if it is one."""
+    try:
+        target = Path(os.readlink(profile_dir / "SingletonSocket"))
+    except OSError:
+        return None
+    folder = target.parent
+    return folder if folder.name.startswith("org.chromium.Chromium.") else None
 
 
 def _close_log(service: Service) -> None:

@@ -3,7 +3,8 @@
 `outline(driver)` is one script returning the page's skeleton: its title, URL, and the ids,
 roles, `aria-label`s and `data-icon`s present, with counts, never any text of a message or
 a chat (those labels are the markers page code keys on, which is what someone comparing a
-new WhatsApp build with `locators.py` needs). `save(driver, folder)` writes a screenshot
+new WhatsApp build with `locators.py` needs; labels inside chat rows and the open chat,
+which can carry names or previews, are left out). `save(driver, folder)` writes a screenshot
 and that outline as `<time>.png` / `<time>.json`, owner-only, keeping the newest `keep`.
 """
 from __future__ import annotations
@@ -33,7 +34,9 @@ return {
   url: location.href,
   ids: count(all.map((e) => e.id)),
   roles: count(all.map((e) => e.getAttribute('role'))),
-  ariaLabels: count(all.map((e) => e.getAttribute('aria-label'))),
+  // Not inside a chat row or the open chat: their labels can hold names and message previews.
+  ariaLabels: count(all.filter((e) => !e.closest('[role="row"], [role="listitem"], #main'))
+    .map((e) => e.getAttribute('aria-label'))),
   dataIcons: count(all.map((e) => e.getAttribute('data-icon'))),
 };
 """
