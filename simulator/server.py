@@ -29,13 +29,13 @@ class Handler(WSGIRequestHandler):
 
     def run_wsgi(self):
         path = urlsplit(self.path).path
-        if self.server.sim_state.outage_active() and not phone_side(path):
+        if self.server.sim_state.outage_active() and not phone_side(path):  # type: ignore[attr-defined]
             self.close_connection = True
             return  # no status line, no body: the client sees an empty response
         super().run_wsgi()
 
     def log_request(self, code="-", size="-"):
-        if self.server.sim_quiet or self.path.startswith("/_wa/poll"):
+        if self.server.sim_quiet or self.path.startswith("/_wa/poll"):  # type: ignore[attr-defined]
             return
         super().log_request(code, size)
 
@@ -46,11 +46,12 @@ class SimServer:
     def __init__(self, state: SimState, port: int = 0, host: str = "127.0.0.1", quiet: bool = False):
         self.state = state
         self._server = make_server(host, port, create_app(state), threaded=True, request_handler=Handler)
-        self._server.sim_state = state
-        self._server.sim_quiet = quiet
+        # What the handler needs, hung on its server (werkzeug hands handlers only that).
+        self._server.sim_state = state  # type: ignore[attr-defined]
+        self._server.sim_quiet = quiet  # type: ignore[attr-defined]
         self.port = self._server.port
         self.url = f"http://{host}:{self.port}/"
-        self._thread = None
+        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
     def start(self) -> "SimServer":

@@ -123,7 +123,7 @@ class Sim:
 
     def ack(self, wa_id: str | None = None, to: str | None = None, ack: str = "delivered") -> list[dict]:
         """The recipient got (`delivered`) or read (`read`) one message or all to `to`."""
-        body = {"ack": ack}
+        body: dict[str, str | None] = {"ack": ack}
         body.update({"waId": wa_id} if wa_id is not None else {"to": to})
         return self._call("POST", "/_phone/ack", body)["messages"]
 

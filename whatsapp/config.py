@@ -10,8 +10,8 @@ import re
 import shlex
 import shutil
 from collections.abc import Callable, Mapping
-from typing import Any
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 MAX_LISTENERS = 6  # gunicorn.conf.py runs 8 threads
