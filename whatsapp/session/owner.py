@@ -13,23 +13,22 @@ import logging
 import queue
 import threading
 import time
-from datetime import timedelta
 
 from ..bus import Bus
 from ..config import Config
-from ..messages import MessageStore, StoreUnavailable
+from ..messages import MessageStore
 from ..persistence.keeper import Keeper
 from ..states import Snapshot, utcnow
 from ..web.browser import warm_up
 from . import steps as S
 from .effects import Effects
 from .machine import Machine, Timing
+from .outbox import Outbox
 
 log = logging.getLogger(__name__)
 
 QR_VIEW_WINDOW_S = 120.0    # a QR page fetched this recently means someone is looking
 PICKUP_S = 2.0              # a stop command not picked up by then: the owner may be stuck
-HOUSEKEEPING_S = 60.0       # expire messages past their time to live, prune idempotency keys
 _POKE = object()            # in the queue: the outbox changed
 
 
@@ -79,10 +78,7 @@ class Session:
         self.store = store
         self.machine = Machine(Timing.from_config(config))
         self.effects = Effects(config, self.keeper, bus, store)
-        self._outbox_waiting = False
-        self._outbox_counts: dict = {"queued": 0, "sending": 0, "oldestQueuedAgeS": None}
-        self._outbox_counted_at = time.monotonic()
-        self._housekeeping_at = 0.0
+        self.outbox = Outbox(store, config.message_ttl_s, self.effects.publish)
         self._snapshot = Snapshot(max_reconnect_attempts=config.reconnect_max_attempts)
         self._queue: queue.Queue[_Pending | object] = queue.Queue()
         self._thread: threading.Thread | None = None
@@ -104,26 +100,14 @@ class Session:
         return body
 
     def outbox_status(self) -> dict:
-        """`{"queued", "sending", "oldestQueuedAgeS"}`, counted by the owner and by accepts,
-        never here (no I/O on /status or /metrics); the age goes on from the last count."""
-        counts, counted_at = self._outbox_counts, self._outbox_counted_at
-        age = counts.get("oldestQueuedAgeS")
-        return {"queued": counts.get("queued", 0), "sending": counts.get("sending", 0),
-                "oldestQueuedAgeS": None if age is None else round(age + time.monotonic() - counted_at, 3)}
+        """The outbox's counts for /status and /metrics (no I/O)."""
+        return self.outbox.status()
 
     def outbox_changed(self) -> None:
         """A message was accepted or cancelled (any thread): refresh the counts, wake the owner."""
-        self._outbox_waiting = True
-        self._count_outbox()
+        self.outbox.waiting = True
+        self.outbox.count()
         self._queue.put(_POKE)
-
-    def _count_outbox(self) -> None:
-        if self.store is None:
-            return
-        try:
-            self._outbox_counts, self._outbox_counted_at = self.store.counts(utcnow()), time.monotonic()
-        except StoreUnavailable:
-            pass  # keep the last known counts; the store's trouble is logged where it matters
 
     def note_qr_viewed(self) -> None:
         self._qr_viewed_at = time.monotonic()
@@ -144,8 +128,7 @@ class Session:
         threading.Thread(target=warm_up, args=(self.config,), name="chromium-version", daemon=True).start()
         self.keeper.start()
         self._snapshot = self._snapshot.replace(has_session=self.effects.saved_login())
-        self._count_outbox()
-        self._outbox_waiting = bool(self._outbox_counts.get("queued") or self._outbox_counts.get("sending"))
+        self.outbox.start()
         self._thread = threading.Thread(target=self._run, name="whatsapp-session", daemon=True)
         self._thread.start()
         if self.config.auto_init:
@@ -226,15 +209,16 @@ class Session:
         try:
             while True:
                 due = self.machine.due
-                wake = self._housekeeping_at if due is None else min(due, self._housekeeping_at)
+                chores = self.outbox.housekeeping_at
+                wake = chores if due is None else min(due, chores)
                 try:
                     pending = self._queue.get(timeout=max(0.0, wake - time.monotonic()))
                 except queue.Empty:
                     pending = None
-                if time.monotonic() >= self._housekeeping_at:
-                    self._housekeeping()
+                if time.monotonic() >= self.outbox.housekeeping_at:
+                    self.outbox.housekeeping()
                 if pending is _POKE:
-                    self._outbox_waiting = True
+                    self.outbox.waiting = True
                     self._dispatch(S.OutboxChanged())
                 elif isinstance(pending, _Pending):
                     if not pending.pick():
@@ -252,25 +236,6 @@ class Session:
             self.effects.kill_browser()
             raise
 
-    def _housekeeping(self) -> None:
-        """Messages queued past WHATSAPP_MESSAGE_TTL_S fail with `expired` (in any status:
-        they may have waited for a session that never came back); old idempotency keys go."""
-        self._housekeeping_at = time.monotonic() + HOUSEKEEPING_S
-        if self.store is None:
-            return
-        now = utcnow()
-        try:
-            expired = self.store.expire(now - timedelta(seconds=self.config.message_ttl_s), now)
-            self.store.prune(now)
-        except StoreUnavailable as exc:
-            log.warning("message housekeeping skipped: %s", exc)
-            return
-        for message in expired:
-            self.effects.publish("message_failed", message)
-        if expired:
-            log.warning("%d queued message(s) expired (WHATSAPP_MESSAGE_TTL_S)", len(expired))
-        self._count_outbox()
-
     def _facts(self) -> S.Facts:
         now = time.monotonic()
         since = self.machine.ready_since
@@ -278,7 +243,7 @@ class Session:
                        qr_wanted=now - self._qr_viewed_at < QR_VIEW_WINDOW_S,
                        backup_in=self.keeper.seconds_to_backup(0.0 if since is None else now - since),
                        restore_unresolved=self.keeper.restore_unresolved(),
-                       outbox_waiting=self._outbox_waiting and self.store is not None,
+                       outbox_waiting=self.outbox.waiting and self.store is not None,
                        receiving=self.config.receive and self.store is not None,
                        cleared_elsewhere=self.keeper.cleared_elsewhere())
 
@@ -291,8 +256,8 @@ class Session:
                     outcome = self._act(action, pending)
                     if isinstance(outcome, S.Sent):
                         if not outcome.more:
-                            self._outbox_waiting = False  # an accept meanwhile pokes again
-                        self._count_outbox()
+                            self.outbox.waiting = False  # an accept meanwhile pokes again
+                        self.outbox.count()
                     if outcome is not None:
                         events.append(outcome)
         except Exception as exc:  # a bug of ours (failures of the world arrive as events)
