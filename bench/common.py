@@ -29,8 +29,11 @@ if str(ROOT) not in sys.path:
 from harness import TEST_ENV, ServerProcess, browsers_on, free_port  # noqa: E402,F401 (re-exported)
 
 SYNC_SECONDS = 0.3      # the simulator's "Loading your chats": the same for floors and servers
-POLL_S = 0.05           # how often servers and floors are polled: the same resolution for both
+POLL_S = 0.02           # how often servers and floors are polled: the same resolution for both
 CLIENT_ID = "energenie-whatsapp"
+# Every benchmarked server is locked, as in production: one known key, sent by every client here.
+API_KEY = "bench-api-key-not-a-secret"
+KEY_HEADER = {"X-Api-Key": API_KEY}
 
 
 # -- statistics ---------------------------------------------------------------------------
@@ -64,6 +67,7 @@ class Row:
     target: float | None = None
     absolute: bool = False          # the target bounds the value itself, not the ratio
     note: str = ""
+    judged: str = ""                # a verdict of the figure's own (a slope: flat / levels off / grows)
 
     @property
     def median(self):
@@ -87,6 +91,8 @@ class Row:
     def verdict(self) -> str:
         if self.median is None:
             return "FAILED"
+        if self.judged:
+            return self.judged
         if self.target is None:
             return "info"
         value = self.median if self.absolute else self.ratio
@@ -130,7 +136,8 @@ class Context:
     def server(self, data_dir: Path, env: dict | None = None, **kwargs) -> ServerProcess:
         """A server as the Procfile starts it, against the simulator; not started yet."""
         # "info": the timelines read every WebDriver command from chromedriver's log.
-        env = {"WHATSAPP_WEB_URL": self.sim.url, "WHATSAPP_DRIVER_LOG": "info", **(env or {})}
+        env = {"WHATSAPP_WEB_URL": self.sim.url, "WHATSAPP_DRIVER_LOG": "info", "WHATSAPP_API_KEY": API_KEY,
+               **(env or {})}
         server = ServerProcess(data_dir, env, **kwargs)
         self._servers.append(server)
         return server
@@ -165,8 +172,9 @@ def kill_group(pgid: int) -> None:
 
 # -- talking to a server -------------------------------------------------------------------
 def try_status(server: ServerProcess, timeout: float = 2.0) -> dict | None:
+    request = urllib.request.Request(server.url + "/api/whatsapp/status", headers=KEY_HEADER)
     try:
-        with urllib.request.urlopen(server.url + "/api/whatsapp/status", timeout=timeout) as resp:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
             return json.loads(resp.read())
     except (OSError, ValueError):
         return None
@@ -209,7 +217,8 @@ def is_qr(status: dict) -> bool:
 
 def metric(server: ServerProcess, name: str) -> float | None:
     try:
-        with urllib.request.urlopen(server.url + "/metrics", timeout=5) as resp:
+        with urllib.request.urlopen(urllib.request.Request(server.url + "/metrics", headers=KEY_HEADER),
+                                    timeout=5) as resp:
             text = resp.read().decode()
     except (OSError, ValueError):
         return None
@@ -221,7 +230,7 @@ def metric(server: ServerProcess, name: str) -> float | None:
 
 def link(ctx: Context, data_dir: Path) -> None:
     """Start a server on an empty folder, link it like a phone would, stop it cleanly."""
-    from conftest import link_phone
+    from harness import link_phone
 
     server = ctx.server(data_dir)
     try:
@@ -244,9 +253,13 @@ def profile_of(data_dir: Path) -> Path:
     return data_dir / f"session-{CLIENT_ID}"
 
 
-def product_config(env_overrides: dict | None = None):
-    """The product's Config as a benchmarked server sees it (TEST_ENV plus overrides)."""
+def product_config(session_dir: Path | None = None, env_overrides: dict | None = None):
+    """The product's Config as a benchmarked server sees it (TEST_ENV plus overrides), with
+    its data folder at `session_dir` (default: one in the temporary folder): the product keeps
+    files there (Chromium's version beside the binary's identity), which must never land in
+    ./.wwebjs_auth, the default."""
     from whatsapp.config import Config
 
-    env = {**os.environ, **TEST_ENV, **(env_overrides or {})}
+    folder = session_dir or Path(tempfile.gettempdir()) / "whatsapp-bench-config"
+    env = {**os.environ, **TEST_ENV, "WHATSAPP_SESSION_DIR": str(folder), **(env_overrides or {})}
     return Config.from_env(env)

@@ -44,31 +44,38 @@ def _seconds_table(title: str, items: dict) -> None:
 
 
 def _phases_table(title: str, phases: dict) -> None:
+    """Rows (server median, floor median, counted in the sum); "-" where a side has no such mark."""
     if not phases:
         return
     print(f"\n{title}")
     width = max(len(k) for k in phases)
     print(f"  {'phase'.ljust(width)}   server    floor     extra")
     totals = [0.0, 0.0]
-    for key, (server, floor) in phases.items():
-        if server is None or floor is None:
+
+    def cell(value) -> str:
+        return "     -  " if value is None else f"{value:6.3f} s"
+    for key, (server, floor, *counted) in phases.items():
+        if server is None and floor is None:
             continue
-        totals = [totals[0] + server, totals[1] + floor]
-        print(f"  {key.ljust(width)}  {server:6.3f} s  {floor:6.3f} s  {server - floor:+6.3f} s")
+        if server is not None and floor is not None and (counted[0] if counted else True):
+            totals = [totals[0] + server, totals[1] + floor]
+        extra = "" if server is None or floor is None else f"{server - floor:+6.3f} s"
+        print(f"  {key.ljust(width)}  {cell(server)}  {cell(floor)}  {extra}")
     print(f"  {'sum of medians'.ljust(width)}  {totals[0]:6.3f} s  {totals[1]:6.3f} s  {totals[0] - totals[1]:+6.3f} s")
 
 
 def print_breakdown(details: dict) -> None:
     restart = details.get("restart") or {}
-    _phases_table("where the seconds of a restart go (medians; floor = raw Selenium, polled alike):",
+    _phases_table("where the seconds of a restart go (medians from Popen; floor = the raw Selenium script):",
                   restart.get("phases") or {})
     boot = median((details.get("shutdown") or {}).get("boot") or [])
     if boot is not None:
         print(f"  (a bare gunicorn + Flask app boots to its first answer in {boot:.3f} s)")
-    _phases_table("where the seconds of initialize -> QR go (medians):",
+    _phases_table("where the seconds of a first start -> QR go (medians from Popen):",
                   (details.get("initialize") or {}).get("phases") or {})
-    print("  (phases from the server's log and chromedriver's log; each is a median of its own, so the\n"
-          "   sum of medians need not equal the median total)")
+    print("  (phases from the server's log, chromedriver's log, the process table and the floor's own\n"
+          "   prints; each is a median of its own, so the sum of medians need not equal the median total;\n"
+          "   indented lines are parts of the line above and are not summed)")
     profile = details.get("profile") or {}
     if profile.get("imports"):
         _seconds_table("a new server process pays (subprocess timings, median):", profile["imports"])

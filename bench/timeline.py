@@ -1,9 +1,15 @@
-"""Where the seconds of a start go, read from the logs both sides already write.
+"""Where the seconds of a start go, read from what both sides already write.
 
-The server's log stamps each status change (milliseconds), and chromedriver's log (the
-server's `<data dir>/chromedriver.log`, the floor's own) stamps every WebDriver command it
-receives and answers, in epoch seconds. Both are turned into seconds since the start of a
-run, so a server start and a raw-Selenium start split into the same phases.
+Every mark is seconds since the `Popen` of the run's process, on one clock:
+
+- the server's log stamps each status change in milliseconds (`status a -> b`);
+- chromedriver's log (the server's `<data dir>/chromedriver.log`, the floor's own) stamps
+  the commands it receives and answers in epoch seconds;
+- process start times (gunicorn's worker, chromedriver) come from the process table,
+  relative to the run's first process (same clock, 10 ms resolution);
+- the floor script prints the wall time of each of its steps (bench/floor_script.py).
+
+So a server start and a floor start split into the same phases.
 """
 from __future__ import annotations
 
@@ -13,7 +19,7 @@ from pathlib import Path
 
 from .common import median
 
-_STATUS_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \w+ whatsapp\.session: status (\w+) -> (\w+)")
+STATUS_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \w+ whatsapp\.session[\w.]*: status (\w+) -> (\w+)")
 _DRIVER_LINE = re.compile(r"^\[(\d+\.\d+)\]\[\w+\]: (?:\[\w+\] )?(COMMAND|RESPONSE) (\w+)")
 _DRIVER_UP = re.compile(r"^\[(\d+\.\d+)\]\[\w+\]: ChromeDriver was started successfully")
 _MARKS = {("COMMAND", "InitSession"): "session_sent", ("RESPONSE", "InitSession"): "session_done",
@@ -36,18 +42,22 @@ def size_of(path: Path) -> int:
         return 0
 
 
-def server_statuses(log_text: str, wall_t0: float) -> dict:
+def log_time(stamp: str) -> float:
+    """A log line's `2026-12-01 11:52:43,918` (the server's local time) as epoch seconds."""
+    return datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+def server_statuses(log_text: str, wall_t0: float) -> dict[str, float]:
     """Seconds from `wall_t0` (time.time()) to the first time each status was entered."""
     found: dict[str, float] = {}
     for line in log_text.splitlines():
-        match = _STATUS_LINE.match(line)
+        match = STATUS_LINE.match(line)
         if match:
-            at = datetime.strptime(match[1], "%Y-%m-%d %H:%M:%S,%f").timestamp()
-            found.setdefault(match[3], round(at - wall_t0, 3))
+            found.setdefault(match[3], round(log_time(match[1]) - wall_t0, 3))
     return found
 
 
-def driver_marks(log_text: str, wall_t0: float) -> dict:
+def driver_marks(log_text: str, wall_t0: float) -> dict[str, float]:
     """Seconds from `wall_t0` to chromedriver up, session asked/created, get() sent/answered."""
     found: dict[str, float] = {}
     for line in log_text.splitlines():
@@ -61,50 +71,39 @@ def driver_marks(log_text: str, wall_t0: float) -> dict:
     return found
 
 
-_DRIVER_PHASES = (
-    ("chromedriver up -> new session asked", "driver_up", "session_sent"),
-    ("Chromium start (InitSession)", "session_sent", "session_done"),
-    ("session -> get() sent", "session_done", "get_sent"),
-    ("page load (get)", "get_sent", "get_done"),
+# (phase, start mark, end mark, counted in the sum). Marks both sides have, except where
+# one side has none (None there, printed "-").
+_LAUNCH = (
+    ("chromedriver spawned -> listening", "driver_spawned", "driver_up", True),
+    ("listening -> new session asked", "driver_up", "session_sent", True),
+    ("Chromium start (InitSession)", "session_sent", "session_done", True),
+    ("session -> get() sent", "session_done", "get_sent", True),
+    ("page load (get)", "get_sent", "get_done", True),
 )
 
 
-def restart_phases(server: list[dict], floor: list[dict]) -> dict:
-    """{phase: (server median, floor median)} for restarts; each dict holds one run's marks."""
-    def common(t, screen_key, end_key):
-        phases = {name: _span(t, a, b) for name, a, b in _DRIVER_PHASES}
-        phases[f"get() returned -> {screen_key} screen read"] = _span(t, "get_done", screen_key)
-        phases[f"{screen_key} screen -> chat list read"] = _span(t, screen_key, end_key)
-        return phases
-
-    def server_phase(t):
-        return {"process boot and imports (to status starting)": t.get("starting"),
-                "pre-launch (starting -> chromedriver up)": _span(t, "starting", "driver_up"),
-                **common(t, "syncing", "ready"),
-                "ready -> seen by the client": _span(t, "ready", "observed_ready")}
-
-    def floor_phase(f):
-        return {"process boot and imports (to status starting)": 0.0,
-                "pre-launch (starting -> chromedriver up)": f.get("driver_up"),
-                **common({**f, "syncing": f.get("first screen"), "ready": f.get("chats")}, "syncing", "ready"),
-                "ready -> seen by the client": 0.0}
-    return _side_by_side([server_phase(t) for t in server], [floor_phase(f) for f in floor])
-
-
-def initialize_phases(server: list[dict], floor: list[dict]) -> dict:
-    def phases(t, start, qr, seen):
-        return {"POST -> status starting": start,
-                "pre-launch (starting -> chromedriver up)": _span(t, "starting", "driver_up"),
-                **{name: _span(t, a, b) for name, a, b in _DRIVER_PHASES},
-                "get() returned -> QR read": None if qr is None else _span({**t, "qr": qr}, "get_done", "qr"),
-                "qr -> seen by the client": seen}
-
-    return _side_by_side(
-        [phases(t, t.get("starting"), t.get("qr"), _span(t, "qr", "observed_qr")) for t in server],
-        [phases({**f, "starting": 0.0}, 0.0, f.get("qr"), 0.0) for f in floor])
+def start_phases(server: list[dict], floor: list[dict], end: str, end_label: str) -> dict:
+    """{phase: (server median, floor median, counted)} for whole-process starts. `end` is the
+    server's status mark that ends the run ("ready" or "qr"); the floor's is "seen"."""
+    def phases(m: dict, side: str) -> dict:
+        done = end if side == "server" else "seen"
+        found = {
+            "Popen -> chromedriver spawned (interpreter, imports, boot)": (_span(m, "popen", "driver_spawned"), True),
+            "  of which Popen -> gunicorn worker forked (master: interpreter, config)":
+                (_span(m, "popen", "worker_forked"), False),
+            "  of which Popen -> the script's first line (interpreter)": (_span(m, "popen", "started"), False),
+            "  of which first line -> selenium imported": (_span(m, "started", "imported"), False),
+            **{name: (_span(m, a, b), counted) for name, a, b, counted in _LAUNCH},
+            f"get() returned -> {end_label} read": (_span(m, "get_done", done), True),
+        }
+        if side == "server":
+            found["  then status line -> /status answered it"] = (_span(m, end, "status_seen"), False)
+        return found
+    return _side_by_side([phases({**m, "popen": 0.0}, "server") for m in server],
+                         [phases({**m, "popen": 0.0}, "floor") for m in floor])
 
 
-def _span(marks: dict, start: str, end: str):
+def _span(marks: dict, start: str, end: str) -> float | None:
     if marks.get(start) is None or marks.get(end) is None:
         return None
     return marks[end] - marks[start]
@@ -112,4 +111,8 @@ def _span(marks: dict, start: str, end: str):
 
 def _side_by_side(server: list[dict], floor: list[dict]) -> dict:
     keys = list(dict.fromkeys(k for p in server + floor for k in p))
-    return {k: (median([p.get(k) for p in server]), median([p.get(k) for p in floor])) for k in keys}
+
+    def med(runs: list[dict], key: str) -> float | None:
+        return median([p[key][0] for p in runs if key in p])
+    counted = {k: next(p[k][1] for p in server + floor if k in p) for k in keys}
+    return {k: (med(server, k), med(floor, k), counted[k]) for k in keys}
