@@ -1,8 +1,8 @@
-"""`/api/whatsapp/status` under 50 concurrent keep-alive clients: ready, browser frozen, and a
-bare Flask route on the same gunicorn settings; plus SIGTERM of that bare server (the floor
-of the shutdown figure).
+"""`/api/whatsapp/status` under 50 concurrent keep-alive clients: ready, while the outbox
+drains at interval 0, browser frozen, and a bare Flask route on the same gunicorn settings;
+plus SIGTERM of that bare server (the floor of the shutdown figure).
 
-Rounds alternate bare / ready / frozen so that others' load falls on all three alike. The
+Rounds alternate bare / ready / sending / frozen so that others' load falls on all alike. The
 browser is frozen with SIGSTOP on chromedriver and every Chromium process of the server
 (so the session's owner thread blocks in its next driver call), and always continued in a
 `finally`. The frozen server runs with the product's default driver and page timeouts
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import psutil
 
-from .common import ROOT, Context, Row, free_port, is_ready, watch_status
+from .common import API_KEY, ROOT, Context, Row, ServerProcess, free_port, is_ready, watch_status
 from .procs import browser_tree
 
 CLIENTS = 50
@@ -40,7 +40,10 @@ def bare_server(ctx: Context):
     port = free_port()
     command = [str(Path(sys.executable).parent / "gunicorn"), "-c", str(empty_conf), *GUNICORN_FLAGS,
                "--bind", f"127.0.0.1:{port}", "bench.bare_app:app"]
-    server = ctx.server(ctx.path("bare"), port=port, command=command)
+    folder = ctx.path("bare")
+    # The durable floor's SQLite file on the same disk as the servers' data folders.
+    server = ctx.server(folder, {"BENCH_BARE_DB": str(folder.parent / f"{folder.name}.sqlite3")},
+                        port=port, command=command)
     t0 = time.monotonic()
     server.start(wait=False)
 
@@ -54,10 +57,14 @@ def bare_server(ctx: Context):
     return server
 
 
-def load(url: str, seconds: float) -> dict:
-    """One bounded load run from a separate process (python -m bench.loadgen)."""
+def load(url: str, seconds: float, body: dict | None = None, keyed: bool = True) -> dict:
+    """One bounded load run from a separate process (python -m bench.loadgen): GET, or POST
+    of `body` as JSON; with the benchmark's API key unless `keyed` is false."""
+    extra = ["--header", f"X-Api-Key: {API_KEY}"] if keyed else []
+    if body is not None:
+        extra += ["--method", "POST", "--body", json.dumps(body)]
     out = subprocess.run([sys.executable, "-m", "bench.loadgen", url, "--clients", str(CLIENTS),
-                          "--seconds", str(seconds), "--max-requests", "50000"],
+                          "--seconds", str(seconds), "--max-requests", "50000", *extra],
                          cwd=ROOT, capture_output=True, text=True, timeout=seconds + 90, check=True)
     return json.loads(out.stdout)
 
@@ -71,17 +78,22 @@ def _signal_all(procs: list[psutil.Process], signum: int) -> None:
 
 
 def status_latency(ctx: Context, linked: Path) -> dict:
-    seconds = 1.0 if ctx.quick else 3.0  # p99 of a short window is a handful of requests
-    results: dict[str, list] = {"bare": [], "ready": [], "frozen": []}
+    """Rounds of bare / ready / sending / frozen on one server (a copy of the linked folder)."""
+    from .sessions import copy_data
+
+    seconds = 1.0 if ctx.quick else 2.0  # p99 of a short window is a handful of requests
+    results: dict[str, list] = {"bare": [], "ready": [], "sending": [], "frozen": []}
     bare = server = None
     try:
         bare = bare_server(ctx)
-        server = ctx.server(linked, {"WHATSAPP_DRIVER_TIMEOUT_S": "30", "WHATSAPP_PAGE_TIMEOUT_S": "30"})
+        server = ctx.server(copy_data(ctx, linked, "latency"), {
+            "WHATSAPP_DRIVER_TIMEOUT_S": "30", "WHATSAPP_PAGE_TIMEOUT_S": "30", "WHATSAPP_SEND_INTERVAL_S": "0"})
         server.start(wait=False)
         watch_status(server, is_ready, time.monotonic())
         for run in range(ctx.runs):
-            results["bare"].append(load(bare.url + "/bare", seconds))
+            results["bare"].append(load(bare.url + "/bare", seconds, keyed=False))
             results["ready"].append(load(server.url + "/api/whatsapp/status", seconds))
+            results["sending"].append(_while_sending(server, seconds, run))
             tree = browser_tree(server)
             try:
                 _signal_all(tree, signal.SIGSTOP)
@@ -91,8 +103,9 @@ def status_latency(ctx: Context, linked: Path) -> dict:
             finally:
                 _signal_all(tree, signal.SIGCONT)
             watch_status(server, is_ready, time.monotonic(), timeout=60)
-            ctx.log("  latency run {}: p99 bare {} ms, ready {} ms, frozen {} ms".format(
+            ctx.log("  latency run {}: p99 bare {} ms, ready {} ms, sending {} ms ({} sent), frozen {} ms".format(
                 run + 1, results["bare"][-1]["p99_ms"], results["ready"][-1]["p99_ms"],
+                results["sending"][-1]["p99_ms"], results["sending"][-1]["sent_during"],
                 results["frozen"][-1]["p99_ms"]))
     finally:
         if server is not None:
@@ -102,18 +115,47 @@ def status_latency(ctx: Context, linked: Path) -> dict:
     return {"rows": _rows(results), "runs": results}
 
 
+def _while_sending(server: ServerProcess, seconds: float, run: int) -> dict:
+    """`/status` under load while the outbox drains at interval 0 (to two numbers in turn,
+    so every send loads a chat: the browser's heaviest work), from the first `message_sent`
+    on; `sent_during` counts the sends that completed within the window. What is left is
+    cancelled and the outbox is empty again before the next round."""
+    from harness import wait_for
+
+    from .events import EventStream, post_message
+    from .sessions import number
+
+    queued = 6 + int(4 * seconds)  # more than a window can send (about 1 a second)
+    with EventStream(server) as events:
+        ids = [post_message(server, number(7, run, i % 2), f"status load r{run} {i}")[2]["id"]
+               for i in range(queued)]
+        events.wait(lambda e: e["event"] == "message_sent", 60)  # the drain is under way
+        t0 = time.time()
+        result = load(server.url + "/api/whatsapp/status", seconds)
+        t1 = time.time()
+        result["sent_during"] = sum(1 for e in events.events if e["event"] == "message_sent" and t0 <= e["t"] <= t1)
+    for message_id in ids:
+        server.request("DELETE", f"/api/whatsapp/messages/{message_id}")  # 409 once sending or sent
+    wait_for(lambda: server.status()["outbox"]["sending"] == 0, timeout=60, interval=0.05,
+             message="the send in flight to end")
+    return result
+
+
 def _rows(results: dict) -> list[Row]:
     def pick(kind, key):
         return [r[key] for r in results[kind]]
 
     rows = []
-    for kind in ("ready", "frozen"):
-        errors = sum(r["errors"] for r in results[kind]) + sum(
-            n for r in results[kind] for code, n in r["statuses"].items() if code != "200")
+    for kind in ("ready", "sending", "frozen"):
+        errors = sum(r["errors"] for r in results[kind])  # non-2xx answers and failed requests
+        extra = ""
+        if kind == "sending":
+            extra = (f"; sends completed within each {results[kind][0]['seconds']:.0f}-s window: "
+                     f"{', '.join(str(r['sent_during']) for r in results[kind])}")
         rows += [
             Row(f"/status p50, {kind}", "ms", pick(kind, "p50_ms"), "bare /bare p50", pick("bare", "p50_ms")),
             Row(f"/status p99, {kind}", "ms", pick(kind, "p99_ms"), "bare /bare p99", pick("bare", "p99_ms"),
-                target=2.0, note=f"{CLIENTS} keep-alive clients; non-200 or errors: {errors}"),
+                target=2.0, note=f"{CLIENTS} keep-alive clients; non-2xx or errors: {errors}{extra}"),
             Row(f"/status req/s, {kind}", "req/s", pick(kind, "rps"), "bare /bare req/s", pick("bare", "rps"),
                 note="higher is better: ratio < 1 is slower than bare"),
         ]
