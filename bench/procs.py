@@ -101,3 +101,30 @@ def pss_breakdown(server: ServerProcess) -> dict:
     return {"total": total, "server": server_mib, "browser": total - server_mib, "processes": count,
             "uss": uss, "alone": uss + sum(shared.values()) / 2**20,
             "by_kind": {k: round(v, 1) for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])}}
+
+
+def footprint(server: ServerProcess) -> dict:
+    """One cheap sample for the growth figures: PSS in MiB of gunicorn (master + worker) and
+    of the browser tree, the number of browser processes, and the worker's open files and
+    threads (None when the worker cannot be read)."""
+    procs = server_tree(server)
+    try:
+        master = psutil.Process(server.proc.pid)
+        gunicorn_pids = {master.pid} | {c.pid for c in master.children()}
+    except psutil.Error:
+        gunicorn_pids = set()
+    sums = {"server": 0.0, "browser": 0.0}
+    count = 0
+    for proc in procs:
+        try:
+            pss = proc.memory_full_info().pss / 2**20
+        except psutil.Error:
+            continue
+        sums["server" if proc.pid in gunicorn_pids else "browser"] += pss
+        count += proc.pid not in gunicorn_pids
+    worker = next((p for p in procs if p.pid in gunicorn_pids and p.pid != server.proc.pid), None)
+    try:
+        fds, threads = (worker.num_fds(), worker.num_threads()) if worker else (None, None)
+    except psutil.Error:
+        fds, threads = None, None
+    return {**sums, "browser_processes": count, "worker_fds": fds, "worker_threads": threads}
