@@ -21,7 +21,8 @@ from .common import SYNC_SECONDS, Context, link, product_config
 from .report import print_breakdown, print_table
 
 RESULTS = Path(__file__).resolve().parent / "results"
-MEASUREMENTS = ("restart", "initialize", "latency", "shutdown", "backup", "memory", "profile", "slow_clients")
+MEASUREMENTS = ("restart", "initialize", "sending", "receiving", "accept", "latency", "growth", "shutdown", "backup",
+                "memory", "profile", "slow_clients")
 
 
 def _versions() -> dict:
@@ -40,7 +41,8 @@ def _versions() -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="2 runs and fewer memory candidates (smoke check)")
+    parser.add_argument("--quick", action="store_true",
+                        help="2 runs, fewer memory candidates, 100 sends / 10 reconnects for growth (smoke check)")
     parser.add_argument("--runs", type=int, help="runs per measurement (default 5, 2 with --quick)")
     parser.add_argument("--only", help=f"comma-separated subset of {','.join(MEASUREMENTS)}")
     args = parser.parse_args(argv)
@@ -80,9 +82,9 @@ def main(argv=None) -> int:
             link(ctx, linked)
             return {}
 
-        if only - {"slow_clients"}:  # the others start from a linked profile; slow_clients needs none
+        if only - {"slow_clients", "accept"}:  # the others start from a linked profile
             step("link", link_profile)
-        from . import backups, breakdown, latency, memory, startup
+        from . import accepting, backups, breakdown, growth, latency, memory, messaging, startup
 
         restart = None
         if "restart" in only or "shutdown" in only or "backup" in only:
@@ -91,8 +93,15 @@ def main(argv=None) -> int:
                 rows = [r for r in rows if r.name.startswith("SIGTERM") or r not in restart["rows"]]
         if "initialize" in only:
             step("initialize", lambda: startup.initialize_to_qr(ctx))
+        if only & {"sending", "receiving"}:
+            parts = only & {"sending", "receiving"}
+            step("+".join(sorted(parts)), lambda: messaging.messaging(ctx, linked, parts))
+        if "accept" in only:
+            step("accept", lambda: accepting.accepting(ctx))
         if "latency" in only:
             step("latency", lambda: latency.status_latency(ctx, linked))
+        if "growth" in only:
+            step("growth", lambda: growth.growth(ctx, linked))
         if "shutdown" in only and restart:
             floor = step("shutdown", lambda: latency.bare_sigterm(ctx))
             for row in rows:

@@ -61,7 +61,7 @@ def measure(ctx: Context, linked: Path, extra: list[str]) -> dict:
 def memory(ctx: Context, linked: Path) -> dict:
     """Each candidate once per round; rounds interleave so that drift falls on all alike."""
     names = QUICK if ctx.quick else tuple(CANDIDATES)
-    rounds = 1 if ctx.quick else 3  # a sample now and then is ~80 MiB higher: take a median
+    rounds = 1 if ctx.quick else 2  # a sample now and then is ~80 MiB higher: more than one
     found: dict[str, list[dict]] = {name: [] for name in names}
     for _ in range(rounds):
         for name in names:
