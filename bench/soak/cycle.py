@@ -103,7 +103,7 @@ def _run_timeline(soak: Soak, planned: list[Planned], rng: random.Random, t0: fl
 
 
 def _close(soak: Soak, record: dict) -> dict:
-    record["violations"] += soak.take_problems()
+    record["violations"] = soak.new_only(record["violations"] + soak.take_problems())
     return record
 
 
@@ -154,13 +154,17 @@ def drain(soak: Soak, cutoff: float, bound: float) -> tuple[Tally, float]:
         except OSError:
             pass  # the server may be busy restarting its session: asked again
         counts = tally(outs, ins, phone, published, cutoff=float("-inf"))
-        late = [o for o in counts.pending if o.settled is not None and o.settled < cutoff]
-        late_in = [i for i in counts.in_pending if i.sent < cutoff]
+        # What an earlier check already called lost is not waited for again.
+        late = [o for o in counts.pending if o.settled is not None and o.settled < cutoff
+                and repr(o.text) not in soak.reported_missing]
+        late_in = [i for i in counts.in_pending if i.sent < cutoff and repr(i.text) not in soak.reported_missing]
         if (not late and not late_in) or time.monotonic() - started > bound:
             break
         time.sleep(POLL_S)  # polling interval of a bounded wait
     failed = failed_codes(soak.server, late) if late else {}
-    return tally(outs, ins, phone, published, cutoff, failed), time.monotonic() - started
+    final = tally(outs, ins, phone, published, cutoff, failed)
+    soak.reported_missing.update(final.in_missed + [lost.split(" (id ")[0] for lost in final.lost])
+    return final, time.monotonic() - started
 
 
 def failed_codes(server: Server | None, missing: list) -> dict[str, str]:
@@ -225,6 +229,8 @@ def final_check(soak: Soak) -> dict:
     counts, waited = drain(soak, time.monotonic(), settings.drain_s)
     violations = message_violations(counts) + file_violations(soak.data_dir, CLIENT_ID, soak.wid)
     violations += session_violations(soak, soak.started) + soak.take_problems()
+    violations = [v for v in violations if v not in soak.reported] + [
+        f"(again) {v}" for v in violations if v in soak.reported]  # the end restates what still holds
     soak.log(f"final drain {waited:.1f} s; out {counts.sent_once}/{counts.accepted} once, "
              f"in {counts.in_once}/{counts.in_sent} once")
     return {"violations": violations, "tally": counts.to_json(), "drain_s": round(waited, 1),

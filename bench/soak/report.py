@@ -50,6 +50,8 @@ def figures(soak: Soak) -> dict[str, Any]:
         "slowest_recovery": None if slowest is None else
         {"seconds": slowest["recovery_s"], "cycle": slowest["cycle"], "faults": slowest["label"]},
         "qr_shown": soak.qr_shown, "logins_lost": soak.logins_lost,
+        "qr_offered": len(soak.monitor.qr_seen),
+        "restores": ((soak.monitor.last or {}).get("record") or {}).get("restoresFromBackup"),
         "accepted": tally.get("accepted"), "sent_once": tally.get("sent_once"),
         "sent_twice": len(tally.get("sent_twice", [])), "lost": len(tally.get("lost", [])),
         "refused": tally.get("refused", {}), "failed_documented": tally.get("failed", {}),
@@ -84,7 +86,8 @@ def table(f: dict[str, Any]) -> list[tuple[str, str, str]]:
         ("recoveries (left ready, came back) / server starts", f"{f['recoveries']} / {f['server_starts']}", ""),
         ("slowest recovery (faults ended -> ready)",
          "-" if not slowest else f"{slowest['seconds']:.1f} s (cycle {slowest['cycle']}: {slowest['faults']})", ""),
-        ("QR codes shown after the link", count(f["qr_shown"]), "0"),
+        ("QR codes shown after the link (qr_issued)", count(f["qr_shown"]), "0"),
+        ("  /status samples saying qr / restores from a backup", f"{f['qr_offered']} / {count(f['restores'])}", ""),
         ("logins lost", count(f["logins_lost"]), "0"),
         ("messages accepted / sent once", f"{count(f['accepted'])} / {count(f['sent_once'])}", "equal*"),
         ("messages sent twice", count(f["sent_twice"]), "0"),

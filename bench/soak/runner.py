@@ -17,6 +17,7 @@ import dataclasses
 import shutil
 import signal
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -54,6 +55,7 @@ class Settings:
     keep_going: bool = False
     require_isolation: bool = False      # Unavailable instead of a reduced mix without root
     disk_mb: int = 128
+    keep_logs: bool = True               # the server's and simulator's logs to bench/results/ (else on failure)
     server_env: dict = dataclasses.field(default_factory=dict)
     log: Callable[[str], None] = print
 
@@ -89,6 +91,8 @@ class Soak:
         self.violations: list[str] = []
         self.problems: list[str] = []              # found between checks, taken by the next one
         self.reported_browsers = False
+        self.reported: set[str] = set()            # violations already named by a cycle
+        self.reported_missing: set[str] = set()    # repr of texts already counted lost/missed
         self.qr_shown: int | None = None
         self.logins_lost = 0
         self.records: list[dict] = []
@@ -137,6 +141,12 @@ class Soak:
         server.start()
         self.server = server
         self.restarts += 1
+
+    def new_only(self, violations: list[str]) -> list[str]:
+        """Those not reported by an earlier cycle (the tallies are cumulative)."""
+        fresh = [v for v in violations if v not in self.reported]
+        self.reported.update(fresh)
+        return fresh
 
     def take_problems(self) -> list[str]:
         taken, self.problems = self.problems, []
@@ -226,6 +236,16 @@ class Soak:
             self.violations.append(f"{len(orphans)} orphaned process(es) after the stop: {self.final['orphans'][:3]}")
 
     def teardown(self) -> None:
+        # A second Ctrl+C must not cut the cleanup short (only the main thread handles signals).
+        ignoring = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if ignoring else None
+        try:
+            self._teardown()
+        finally:
+            if ignoring:
+                signal.signal(signal.SIGINT, previous)
+
+    def _teardown(self) -> None:
         problems = []
         ns_name = self.net.name if self.net is not None and self.net.index is not None else None
         steps: list[tuple[str, Callable[[], object]]] = [
@@ -267,6 +287,8 @@ class Soak:
 
     def _keep_logs(self) -> None:
         """The server's and the simulator's logs go next to the results (ignored by git)."""
+        if not self.settings.keep_logs and not self.violations:
+            return
         from .report import RESULTS
         RESULTS.mkdir(exist_ok=True)
         for log in self.workdir.glob("*.log"):
