@@ -137,7 +137,7 @@ class PostgresServer:
             kwargs.update(user=self._run_as.pw_uid, group=self._run_as.pw_gid, extra_groups=[])
         return kwargs
 
-    def start(self) -> "PostgresServer":
+    def start(self) -> PostgresServer:
         """initdb a fresh cluster and start it; raises with the server log on failure."""
         # Directly under the system temp dir: pytest's tmp_path parents are 0700 root,
         # which the unprivileged server user could not traverse.
@@ -164,7 +164,7 @@ class PostgresServer:
         self.stop()
         raise last
 
-    def start_server(self) -> "PostgresServer":
+    def start_server(self) -> PostgresServer:
         """Start postgres on the existing data dir and port; return once it accepts connections."""
         if self.running:
             return self

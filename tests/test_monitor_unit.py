@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 import urllib3.exceptions
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 from selenium.common.exceptions import (
     InvalidSessionIdException,
     NoSuchWindowException,
