@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     if (args.minutes is not None and args.minutes <= 0) or (args.cycles is not None and args.cycles <= 0):
         parser.error("--minutes and --cycles must be greater than 0")
     signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)  # also where a shell started it with SIGINT ignored
     settings = Settings(minutes=args.minutes, cycles=args.cycles, seed=args.seed, faults=args.faults,
                         overlap=args.overlap, keep_going=args.keep_going,
                         log=lambda line: print(line, flush=True))

@@ -311,7 +311,8 @@ def run(settings: Settings) -> Result:
             soak.loop()
             soak.finish()
         except KeyboardInterrupt:
-            soak.violations.append(f"interrupted (Ctrl+C) after {len(soak.records)} cycle(s), seed {settings.seed}")
+            soak.violations.append(f"interrupted (Ctrl+C or SIGTERM) after {len(soak.records)} cycle(s), "
+                                   f"seed {settings.seed}")
         except Unavailable:
             raise
         except Exception as exc:  # reported as a broken run, after the cleanup below
