@@ -19,10 +19,9 @@ import http.client
 import json
 
 import pytest
+from harness import start_server
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from harness import start_server
 
 KEY = "fuzz-Key.123"
 STATUS = "/api/whatsapp/status"
@@ -46,7 +45,9 @@ def servers(tmp_path_factory):
 
 # -- what to send ---------------------------------------------------------------------------
 
-KNOWN = [STATUS, "/api/whatsapp/qr", "/api/whatsapp/qr.png", EVENTS, *sorted(COMMANDS), "/metrics"]
+DOCS = "/api/whatsapp/docs"  # the one HTML answer besides the QR page
+KNOWN = [STATUS, "/api/whatsapp/qr", "/api/whatsapp/qr.png", EVENTS, *sorted(COMMANDS), "/metrics",
+         "/api/whatsapp/openapi.json", DOCS, f"{DOCS}/docs.js", "/api/whatsapp/messages"]
 ODD = ["/api", "/api/", "/api/whatsapp", "/api/whatsapp/", f"{STATUS}/", "//api/whatsapp/status",
        "/api//whatsapp/status", "/%61pi/whatsapp/status", "/api/whatsapp/%2e%2e/whatsapp/status",
        "/api/../api/whatsapp/status", "/API/whatsapp/status", "/api/whatsapp/qr.png/", "/metrics/",
@@ -100,8 +101,8 @@ def _origin(kind: str, host: str, port: int) -> str | None:
 
 def _is_api(path: str) -> bool:
     # What the server treats as /api/ (percent-decoding and repeated slashes included).
-    from urllib.parse import unquote
     import re
+    from urllib.parse import unquote
     decoded = re.sub("/{2,}", "/", unquote(path.split("?")[0], errors="replace"))
     return decoded in ("/api", "/metrics") or decoded.startswith(("/api/", "/metrics/"))
 
@@ -167,7 +168,7 @@ def test_fuzz_requests(servers, mode, method, path, query, cred, host_kind, orig
             assert resp.getheader("WWW-Authenticate", "").startswith("Basic realm="), where
     else:
         assert authorised and method in SAFE, where
-        assert "html" not in ctype or _exact(path).rstrip("/") == "/api/whatsapp/qr", where
+        assert "html" not in ctype or _exact(path).rstrip("/") in ("/api/whatsapp/qr", DOCS), where
     assert resp.getheader("X-Content-Type-Options") == "nosniff", where
 
 

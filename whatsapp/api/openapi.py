@@ -29,7 +29,7 @@ from .. import states
 from ..messages import model as messages
 from .errors import ApiError, is_api_path
 from .operations import Operation, Reply, declared, error
-from .schemas import ErrorBody, OpenApiDocument
+from .schemas import ErrorBody, OpenApiDocument, StreamEvent
 
 blueprint = Blueprint("openapi", __name__)  # nested under /api/whatsapp by routes.py
 
@@ -55,10 +55,10 @@ OPENAPI = Operation("This document (OpenAPI 3.1)", tags=("docs",),
                     replies={200: Reply("Generated from the routes' declarations.", OpenApiDocument)})
 DOCS = Operation("The API's docs page (Swagger UI)", tags=("docs",),
                  description="Served from this server only (no CDN); its CSP allows 'self' only.",
-                 replies={200: Reply("The page.", media=("text/html",))})
+                 replies={200: Reply("The page.", media={"text/html": None})})
 ASSET = Operation("A file of the docs page", tags=("docs",),
                   path={"asset": {"type": "string", "enum": sorted(ASSETS)}},
-                  replies={200: Reply("The file.", media=("text/css", "text/javascript", "image/png")),
+                  replies={200: Reply("The file.", media=dict.fromkeys(("text/css", "text/javascript", "image/png"))),
                            404: error("No such file.", "not_found")})
 # Routes whatsapp.notify adds with its own views (bound methods, which cannot carry a mark).
 OTHERS = {
@@ -69,11 +69,11 @@ OTHERS = {
                     "(the webhook body), a `: keep-alive` comment after 15 s of silence. Events: `status`, "
                     "`qr`, `ready`, `message_sent`, `message_delivered`, `message_read`, `message_failed`, "
                     "`message_received`...",
-        replies={200: Reply("The stream; it does not end by itself.", media=("text/event-stream",)),
+        replies={200: Reply("The stream; it does not end by itself.", media={"text/event-stream": StreamEvent}),
                  503: error("Too many streams (`WHATSAPP_EVENTS_MAX_LISTENERS`), or shutting down.",
                             "unavailable", headers={"Retry-After": "Seconds to wait before reconnecting."})}),
     "notify_metrics": Operation("Prometheus metrics", tags=("metrics",),
-                                replies={200: Reply("The text exposition format.", media=("text/plain",))}),
+                                replies={200: Reply("The text exposition format.", media={"text/plain": None})}),
 }
 _ACCESS = {
     401: error("No valid API key (`X-Api-Key`, or the Basic auth password).", "unauthorized",
@@ -119,6 +119,10 @@ def build(app: Flask) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for path, method, endpoint, operation in found:
         paths.setdefault(path, {})[method] = _operation(path, method, endpoint, operation, schemas)
+    for _path, _method, _endpoint, operation in found:  # parameters, not bodies: no components of their own
+        for model in (operation.query, operation.headers):
+            if model is not None:
+                schemas["components"].pop(_component(schemas, model), None)
     return {
         "openapi": "3.1.0",
         "info": {"title": TITLE, "version": VERSION, "description": _description()},
@@ -138,7 +142,8 @@ def _schemas(operations: list[Operation]) -> dict[str, Any]:
     models: set[type[BaseModel]] = {ErrorBody}
     for operation in operations:
         models.update(m for m in (operation.body, operation.query, operation.headers) if m is not None)
-        models.update(reply.model for reply in operation.replies.values() if reply.model is not None)
+        for reply in operation.replies.values():
+            models.update(m for m in (reply.model, *reply.media.values()) if m is not None)
     ordered = sorted(models, key=lambda model: model.__name__)
     refs, top = models_json_schema([(model, "validation") for model in ordered], ref_template=_REF + "{model}")
     # pydantic names two classes of one name module__qualname: give them names of their own.
@@ -167,7 +172,7 @@ def _operation(path: str, method: str, endpoint: str, operation: Operation, sche
         result["description"] = operation.description
     if operation.tags:
         result["tags"] = list(operation.tags)
-    parameters = [{"name": name, "in": "path", "required": True, "schema": operation.path.get(name, {"type": "string"})}
+    parameters = [_parameter(name, "path", True, dict(operation.path.get(name, {"type": "string"})))
                   for name in re.findall(r"{([^}]+)}", path)]
     for where, model in (("query", operation.query), ("header", operation.headers)):
         if model is not None:
@@ -187,18 +192,21 @@ def _operation(path: str, method: str, endpoint: str, operation: Operation, sche
     return result
 
 
+def _component(schemas: dict[str, Any], model: type[BaseModel]) -> str:
+    return schemas["refs"][model]["$ref"].rsplit("/", 1)[1]
+
+
 def _parameters(where: str, model: type[BaseModel], schemas: dict[str, Any]) -> list[dict[str, Any]]:
-    name = schemas["refs"][model]["$ref"].rsplit("/", 1)[1]
-    schema = schemas["components"].pop(name)  # parameters, not a body: no component of its own
-    out = []
-    for field, prop in schema.get("properties", {}).items():
-        prop = _not_null(dict(prop))
-        parameter = {"name": field, "in": where, "required": field in schema.get("required", []), "schema": prop}
-        if "description" in prop:
-            parameter["description"] = prop.pop("description")
-        prop.pop("title", None)
-        out.append(parameter)
-    return out
+    schema = schemas["components"][_component(schemas, model)]
+    return [_parameter(field, where, field in schema.get("required", []), _not_null(dict(prop)))
+            for field, prop in schema.get("properties", {}).items()]
+
+
+def _parameter(name: str, where: str, required: bool, schema: dict[str, Any]) -> dict[str, Any]:
+    parameter: dict[str, Any] = {"name": name, "in": where, "required": required}
+    if "description" in schema:  # said of the parameter, where a reader looks
+        parameter["description"] = schema.pop("description")
+    return {**parameter, "schema": schema}
 
 
 def _not_null(prop: dict[str, Any]) -> dict[str, Any]:
@@ -219,8 +227,11 @@ def _reply(reply: Reply, method: str, schemas: dict[str, Any]) -> dict[str, Any]
         if reply.codes:  # this answer's `error` codes
             schema = {"allOf": [schema], "properties": {"error": {"enum": list(reply.codes)}}}
         content["application/json"] = {"schema": schema}
-    for media in reply.media:
-        content[media] = {"schema": {"type": "string"}} if media.startswith("text/") else {}
+    for media, model in reply.media.items():
+        if model is not None:
+            content[media] = {"schema": schemas["refs"][model]}
+        else:  # text is a string; binary (image/png) has no schema to give
+            content[media] = {"schema": {"type": "string"}} if media.startswith("text/") else {}
     if content:
         out["content"] = content
     headers = {name: text for name, text in reply.headers.items() if name != "WWW-Authenticate" or method == "get"}

@@ -39,13 +39,14 @@ MISMATCH = "does not match its declaration"  # the log line tests look for
 
 @dataclasses.dataclass(frozen=True)
 class Reply:
-    """One documented answer. `model`: its JSON body; `media`: other media types (binary or
-    text, no schema); `codes`: for an error, the `error` codes it carries; `headers`: name to
-    description; `links`: name to (endpoint, {parameter: runtime expression})."""
+    """One documented answer. `model`: its JSON body; `media`: other media types, each with
+    the model of its content (an event of a stream) or None (binary, or text); `codes`: for an
+    error, the `error` codes it carries; `headers`: name to description; `links`: name to
+    (endpoint, {parameter: runtime expression})."""
 
     description: str
     model: type[BaseModel] | None = None
-    media: tuple[str, ...] = ()
+    media: Mapping[str, type[BaseModel] | None] = dataclasses.field(default_factory=dict)
     codes: tuple[str, ...] = ()
     headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
     links: Mapping[str, tuple[str, Mapping[str, str]]] = dataclasses.field(default_factory=dict)

@@ -60,14 +60,14 @@ QR = Operation(
     "The QR code: a page for a person, or JSON", tags=("qr",), query=QrQuery,
     description="HTML (a page that follows the rotating code and becomes a console once linked) unless "
                 "`Accept` prefers `application/json` or `format=json` is given.",
-    replies={200: Reply("The page, or the code as JSON.", QrJson, media=("text/html",)),
+    replies={200: Reply("The page, or the code as JSON.", QrJson, media={"text/html": None}),
              409: error("JSON asked for and no QR is shown now.", "no_qr")})
 QR_PNG = Operation("The QR code as PNG", tags=("qr",),
-                   replies={200: Reply("The code shown now.", media=("image/png",)),
+                   replies={200: Reply("The code shown now.", media={"image/png": None}),
                             409: error("No QR is shown now.", "no_qr")})
 SCREENSHOT = Operation(
     "What the browser shows now, as PNG", tags=("session",),
-    replies={200: Reply("A screenshot taken by the session's owner thread.", media=("image/png",)),
+    replies={200: Reply("A screenshot taken by the session's owner thread.", media={"image/png": None}),
              409: error("No browser is running.", "no_browser"),
              503: error("The server is shutting down, or the session does not run in this process.", "unavailable"),
              504: error("The browser did not answer in time; see `/status`.", "timeout")})

@@ -317,6 +317,29 @@ class QrJson(_Answer):
     image: Annotated[str, Field(pattern=r"^data:image/png;base64,[A-Za-z0-9+/=]+$")]
 
 
+def _absent_not_null(schema: dict[str, Any]) -> None:
+    """For `X | None = None` fields that are left out rather than null: document X."""
+    schema.pop("default", None)
+    branches = [branch for branch in schema.pop("anyOf", []) if branch != {"type": "null"}]
+    if len(branches) == 1:
+        schema.update(branches[0])
+
+
+class StreamEvent(BaseModel):
+    """One Server-Sent Event of `/events` as a client reads it (in OpenAPI 3.1 the schema of
+    `text/event-stream` describes each event)."""
+
+    model_config = ConfigDict(extra="forbid", title="Event")
+
+    event: str = Field(examples=["status", "qr", "ready", "message_sent", "message_received"])
+    id: Annotated[str, Field(pattern=r"^[0-9]+$", description="The event's `seq`.")]
+    data: Annotated[str, Field(json_schema_extra={"contentMediaType": "application/json"},
+                               description="`{\"event\", \"seq\", \"timestamp\", \"data\"}` as a webhook body; the "
+                                           "first event is `status` with the snapshot and `initial: true`.")]
+    retry: Annotated[int, Field(ge=0)] | None = Field(default=None, json_schema_extra=_absent_not_null,
+                                                      description="On the first event: 3000 (ms).")
+
+
 class OpenApiDocument(_Open):
     """This document (OpenAPI 3.1)."""
 
