@@ -29,7 +29,8 @@ from .. import states
 from ..messages import model as messages
 from .errors import ApiError, is_api_path
 from .operations import Operation, Reply, declared, error
-from .schemas import ErrorBody, OpenApiDocument, StreamEvent
+from .schemas import ErrorBody, OpenApiDocument
+from .session_schemas import StreamEvent
 
 blueprint = Blueprint("openapi", __name__)  # nested under /api/whatsapp by routes.py
 

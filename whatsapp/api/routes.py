@@ -20,7 +20,8 @@ from ..states import Status
 from . import openapi
 from .errors import ApiError
 from .operations import Operation, Reply, error
-from .schemas import CommandAnswer, CommandBody, QrJson, QrQuery, StatusBody
+from .schemas import CommandBody, QrJson, QrQuery
+from .session_schemas import CommandAnswer, StatusBody
 
 blueprint = Blueprint("whatsapp", __name__, url_prefix="/api/whatsapp")
 blueprint.register_blueprint(openapi.blueprint)

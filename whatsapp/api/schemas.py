@@ -9,8 +9,8 @@ too, so that whatever the API accepts is also what the document says it accepts.
 
 Answers are checked in strict JSON mode against the bytes that leave (`operations.reply`):
 a string is a string, a time is an ISO 8601 string. Their models allow no unknown field
-where the contract fixes the object (messages, errors) and allow added ones where it says
-"fields may be added" (`/status` and its blocks).
+where the contract fixes the object (`Fixed`: messages, errors) and allow added ones where it
+says "fields may be added" (`Open`: `/status` and its blocks, in `session_schemas.py`).
 """
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic.alias_generators import to_camel
 
 from ..messages import model as messages
-from ..states import Reason, Status
 
 # -- rules of model.py, as validators --------------------------------------------------------
 
@@ -133,19 +132,19 @@ Digits = Annotated[str, Field(pattern=r"^[0-9]+$")]
 _CODE = r"^[a-z][a-z0-9_]*$"
 
 
-class _Answer(BaseModel):
+class Fixed(BaseModel):
     """An object the contract fixes: its fields exactly, in camelCase."""
 
     model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
 
 
-class _Open(BaseModel):
+class Open(BaseModel):
     """An object that may gain fields ("fields may be added")."""
 
     model_config = ConfigDict(extra="allow", alias_generator=to_camel, populate_by_name=True)
 
 
-class ErrorBody(_Answer):
+class ErrorBody(Fixed):
     """Every error: `{"success": false, "error": "<code>", "message": "<sentence>"}`."""
 
     model_config = ConfigDict(title="Error")
@@ -155,14 +154,14 @@ class ErrorBody(_Answer):
     message: str
 
 
-class MessageFailure(_Answer):
+class MessageFailure(Fixed):
     code: Annotated[str, Field(pattern=_CODE, examples=[code.value for code in messages.ErrorCode],
                                description="One of " + ", ".join(f"`{c.value}`" for c in messages.ErrorCode)
                                + "; the set is open.")]
     message: str
 
 
-class OutgoingMessage(_Answer):
+class OutgoingMessage(Fixed):
     """A message the API accepted (contract section 5). `status` moves only forward."""
 
     id: str
@@ -181,7 +180,7 @@ class OutgoingMessage(_Answer):
     idempotency_key: str | None
 
 
-class IncomingMessage(_Answer):
+class IncomingMessage(Fixed):
     """A message someone sent to the account, stored and published once."""
 
     id: str
@@ -202,145 +201,17 @@ class Message(RootModel[AnyMessage]):
     """A message of either direction, told apart by `direction`."""
 
 
-class MessagePage(_Answer):
+class MessagePage(Fixed):
     messages: list[AnyMessage] = Field(description="Oldest first.")
     next: str | None = Field(description="The cursor of the next page (`after`), or null at the end.")
 
 
-class SessionInfo(_Open):
-    has_session: bool = Field(description="A saved login exists on disk.")
-    phone: str | None
-    platform: str | None
-    connected: bool
-    pushname: str | None
-
-
-class RecordBlock(_Open):
-    """The session record: when linked, restores with and without a QR, the last clean stop."""
-
-    linked_at: Time | None
-    wid: str | None
-    phone: str | None
-    last_started_at: Time | None
-    last_ready_at: Time | None
-    last_clean_shutdown_at: Time | None
-    restored_without_qr: Annotated[int, Field(ge=0)]
-    restores_from_backup: Annotated[int, Field(ge=0)]
-    last_reason: str | None
-    logged_out_at: Time | None
-    last_backup_at: Time | None
-    last_backup_name: str | None
-    login_since: Time | None
-    login_source: str | None
-    expects_login: bool
-    record_note: str | None
-    cleared_elsewhere_at: Time | None
-
-
-class BackupsBlock(_Open):
-    """Verified local backups of the login (empty before the session first starts)."""
-
-    count: Annotated[int, Field(ge=0)] | None = None
-    latest: str | None = None
-    latest_size: Annotated[int, Field(ge=0)] | None = None
-    last_error: str | None = None
-
-
-class DatabaseBlock(_Open):
-    """PostgreSQL backups and ownership (only with a database URL)."""
-
-    database: str | None = Field(default=None, examples=["ok", "unknown", "unavailable"])
-    owner: bool | None = None
-    last_error: str | None = None
-    last_error_at: Time | None = None
-    last_backup_at: Time | None = None
-
-
-class OutboxBlock(_Open):
-    queued: Annotated[int, Field(ge=0)]
-    sending: Annotated[int, Field(ge=0)]
-    oldest_queued_age_s: Annotated[float, Field(ge=0)] | None = Field(alias="oldestQueuedAgeS")
-
-
-class WebhooksBlock(_Open):
-    receivers: Annotated[int, Field(ge=0)]
-    queued: Annotated[int, Field(ge=0)]
-    delivered: Annotated[int, Field(ge=0)]
-    failed: Annotated[int, Field(ge=0)]
-    dropped: Annotated[int, Field(ge=0)]
-    last_error: str | None
-    last_error_at: Time | None
-
-
-class NotificationsBlock(_Open):
-    webhooks: WebhooksBlock
-    listeners: Annotated[int, Field(ge=0)] = Field(description="Open `/events` streams.")
-    max_listeners: Annotated[int, Field(ge=0)]
-
-
-class StatusBody(_Open):
-    """`GET /status`: the session as it is now, answered at once whatever the browser does."""
-
-    model_config = ConfigDict(title="Status")
-
-    status: Status
-    session: SessionInfo
-    reason: Reason | None = Field(description="Why the session last left `ready` or could not reach it.")
-    reconnect_attempts: Annotated[int, Field(ge=0)]
-    max_reconnect_attempts: Annotated[int, Field(ge=0)]
-    next_reconnect_at: Time | None
-    is_shutting_down: bool
-    monitor_active: bool
-    last_ready_at: Time | None
-    last_error: str | None
-    status_since: Time
-    qr_available: bool
-    timestamp: Time
-    record: RecordBlock
-    backups: BackupsBlock
-    database: DatabaseBlock = Field(default_factory=lambda: DatabaseBlock(), description="Only with a database URL.")
-    outbox: OutboxBlock
-    notifications: NotificationsBlock
-
-
-class CommandAnswer(_Answer):
-    """What a command answers once done."""
-
-    success: Literal[True]
-    message: str
-    status: Status = Field(description="The status right after the command.")
-    timestamp: Time
-
-
-class QrJson(_Answer):
+class QrJson(Fixed):
     qr: str = Field(description="The payload the code encodes.")
     image: Annotated[str, Field(pattern=r"^data:image/png;base64,[A-Za-z0-9+/=]+$")]
 
 
-def _absent_not_null(schema: dict[str, Any]) -> None:
-    """For `X | None = None` fields that are left out rather than null: document X."""
-    schema.pop("default", None)
-    branches = [branch for branch in schema.pop("anyOf", []) if branch != {"type": "null"}]
-    if len(branches) == 1:
-        schema.update(branches[0])
-
-
-class StreamEvent(BaseModel):
-    """One Server-Sent Event of `/events` as a client reads it (in OpenAPI 3.1 the schema of
-    `text/event-stream` describes each event)."""
-
-    model_config = ConfigDict(extra="forbid", title="Event")
-
-    event: str = Field(examples=["status", "qr", "ready", "message_sent", "message_received"])
-    id: Annotated[str, Field(pattern=r"^[0-9]+$", description="The event's `seq`.")]
-    data: Annotated[str, Field(json_schema_extra={"contentMediaType": "application/json"},
-                               description="`{\"event\", \"seq\", \"timestamp\", \"data\"}` as a webhook body; the "
-                                           "first event is `status` with the snapshot and `initial: true`.")]
-    retry: Annotated[int, Field(ge=0)] | None = Field(default=None, json_schema_extra=_absent_not_null,
-                                                      description="On the first event: 3000 (ms).")
-
-
-class OpenApiDocument(_Open):
+class OpenApiDocument(Open):
     """This document (OpenAPI 3.1)."""
 
     openapi: Annotated[str, Field(pattern=r"^3\.1\.")]
