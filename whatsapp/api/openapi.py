@@ -27,6 +27,7 @@ from pydantic.json_schema import models_json_schema
 
 from .. import states
 from ..messages import model as messages
+from .access import MAX_BODY_BYTES
 from .errors import ApiError, is_api_path
 from .operations import Operation, Reply, declared, error
 from .schemas import ErrorBody, OpenApiDocument
@@ -80,7 +81,7 @@ _ACCESS = {
     401: error("No valid API key (`X-Api-Key`, or the Basic auth password).", "unauthorized",
                headers={"WWW-Authenticate": '`Basic realm="whatsapp"` on GET, so that a browser asks.'}),
     403: error("An unsafe method from another site's page (Origin or Sec-Fetch-Site).", "forbidden_origin"),
-    413: error("The body is over 64 KiB.", "payload_too_large"),
+    413: error(f"The body is over {MAX_BODY_BYTES // 1024} KiB.", "payload_too_large"),
 }
 _TAGS = [("session", "The one WhatsApp Web session: status and commands."),
          ("qr", "Linking a phone."), ("messages", "The durable outbox and the messages received."),
