@@ -15,12 +15,10 @@ server of its own:
 - `test_messages_follow_their_links`: stateful, through the document's links (a message
   accepted, then read and cancelled by its id).
 
-Left out for now, and said so: `/events`. schemathesis found that a stream whose client hung
-up keeps its place for up to 15 s, so its quick reconnects are refused with 503 (not a
-documented answer, but a server error all the same). The fix belongs to
-whatsapp/notify/stream.py; `test_a_stream_whose_client_hung_up_frees_its_place` shows the
-bug until then (strict xfail), and once it is fixed `EVENTS` is no longer excluded (read to
-its first event: `max-stream-events`, since a stream never ends by itself).
+schemathesis found that a stream whose client hung up kept its place for up to 15 s, so
+quick reconnects were refused with 503; `Streams._add` now drops listeners whose socket
+reads EOF (`test_a_stream_whose_client_hung_up_frees_its_place`). `/events` is read to its
+first event (`max-stream-events`, since a stream never ends by itself).
 
 Runtime is bounded by examples per operation (`EXAMPLES`) and steps per scenario.
 """
@@ -44,7 +42,6 @@ from whatsapp.api.operations import MISMATCH
 E2E = True
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 DESTRUCTIVE = r"^/api/whatsapp/(disconnect|clear-session)$"
-EVENTS = r"^/api/whatsapp/events$"
 EXAMPLES = 12  # per operation and phase: every documented answer is reached, in seconds
 _SETTINGS = settings(max_examples=EXAMPLES, deadline=None,
                      suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
@@ -90,7 +87,7 @@ def api_schema(live):
 schema = schemathesis.pytest.from_fixture("api_schema")
 
 
-@schema.exclude(path_regex=DESTRUCTIVE).exclude(path_regex=EVENTS).parametrize()
+@schema.exclude(path_regex=DESTRUCTIVE).parametrize()
 @_SETTINGS
 def test_every_operation_conforms(case):
     case.call_and_validate(checks=CHECKS)
@@ -129,11 +126,6 @@ def test_messages_follow_their_links(tmp_path):
     _clean(server)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "schemathesis' finding, to be fixed in whatsapp/notify/stream.py: a stream whose client hung up "
-    "keeps its place until the server next writes to it (a keep-alive, up to 15 s later), so a client "
-    "that reconnects quickly (a page reloaded, the fuzzer) gets 503 after WHATSAPP_EVENTS_MAX_LISTENERS. "
-    "Once Streams._add drops listeners whose socket reads EOF, remove this mark and EVENTS' exclusion."))
 def test_a_stream_whose_client_hung_up_frees_its_place(tmp_path):
     """One client at a time, each gone before the next comes: never refused. The server has no
     session, so nothing is written to the streams meanwhile (a write would reveal the hang-up)."""

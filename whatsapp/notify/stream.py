@@ -26,11 +26,12 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable
 
-from flask import Response
+from flask import Response, request
 
 from ..api.errors import ApiError
 from ..bus import Event
@@ -53,7 +54,8 @@ def frame(name: str, seq: int, body: dict) -> bytes:
 class _Listener:
     """One connected client: a bounded buffer that the publisher fills and its stream drains."""
 
-    def __init__(self, capacity: int):
+    def __init__(self, capacity: int, gone: Callable[[], bool] = lambda: False):
+        self.gone = gone  # the client hung up (see _hung_up)
         self.cond = threading.Condition()
         self.events: collections.deque[Event] = collections.deque()
         self.capacity = capacity
@@ -134,7 +136,7 @@ class Streams:
 
     def response(self) -> Response:
         """The streaming response for one client, or ApiError(503) when none may be added."""
-        listener = self._add()
+        listener = self._add(_hung_up(request.environ.get("gunicorn.socket")))
         try:
             # Registered before the snapshot is read: an event published in between is both in
             # the snapshot and in the buffer (harmless), never in neither.
@@ -150,16 +152,22 @@ class Streams:
         response.call_on_close(lambda: self._remove(listener))
         return response
 
-    def _add(self) -> _Listener:
+    def _add(self, gone: Callable[[], bool]) -> _Listener:
         with self._lock:
             if self._closing:
                 raise ApiError(503, "The server is shutting down; reconnect when it is back.",
                                headers={"Retry-After": "5"})
+            # Streams whose clients hung up count no more (a page reloaded a few times would
+            # otherwise be refused until their next keep-alive write); their threads end
+            # within _POLL_S.
+            for left in [each for each in self._listeners if each.gone()]:
+                self._listeners.discard(left)
+                left.end(blocking=False)
             if len(self._listeners) >= self.max_listeners:
                 raise ApiError(503, f"Too many event-stream clients (limit {self.max_listeners}); "
                                "try again later or poll /api/whatsapp/status.",
                                headers={"Retry-After": "10"})
-            listener = _Listener(self._capacity)
+            listener = _Listener(self._capacity, gone)
             self._listeners.add(listener)
             return listener
 
@@ -178,7 +186,7 @@ class Streams:
         try:
             yield first
             while True:
-                batch = listener.take(self._keepalive_s, lambda: self._closing)
+                batch = listener.take(self._keepalive_s, lambda: self._closing or listener.gone())
                 if batch is None:
                     if listener.overflowed:
                         log.info("event-stream client fell %d events behind; cut off", self._capacity)
@@ -187,3 +195,19 @@ class Streams:
         finally:
             # Runs on a normal end and on GeneratorExit when a write to a closed socket failed.
             self._remove(listener)
+
+
+def _hung_up(sock: socket.socket | None) -> Callable[[], bool]:
+    """A check that the client closed its end: its socket reads EOF without blocking. An SSE
+    client sends nothing after its request, so a byte waiting means it is still there."""
+    if sock is None:  # not under gunicorn (Flask's test client): only a failed write tells
+        return lambda: False
+
+    def check() -> bool:
+        try:
+            return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:  # reset, or closed already
+            return True
+    return check
