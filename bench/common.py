@@ -56,6 +56,15 @@ def percentile(sorted_values, q: float):
     return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (pos - low)
 
 
+def paired(samples: list, floor: list) -> str:
+    """The ratio of each run to its own floor run (taken next to it), and their median: on a
+    machine whose load swings between runs, steadier than the ratio of the two medians."""
+    ratios = [s / f for s, f in zip(samples, floor, strict=False) if s is not None and f]
+    if not ratios:
+        return ""
+    return f"run by run {'/'.join(f'{r:.2f}' for r in ratios)}x, median {median(ratios):.2f}x"
+
+
 @dataclasses.dataclass
 class Row:
     """One line of the table. `target` is a maximum ratio (or, with `absolute`, a maximum value)."""
@@ -68,6 +77,7 @@ class Row:
     absolute: bool = False          # the target bounds the value itself, not the ratio
     note: str = ""
     judged: str = ""                # a verdict of the figure's own (a slope: flat / levels off / grows)
+    compare: bool = True            # False: the floor is shown beside, but a ratio would mean nothing (slopes)
 
     @property
     def median(self):
@@ -83,7 +93,7 @@ class Row:
 
     @property
     def ratio(self):
-        if self.median is None or not self.floor:
+        if self.median is None or not self.floor or not self.compare:
             return None
         return self.median / self.floor
 

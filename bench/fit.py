@@ -13,6 +13,7 @@ class Fit:
     residual_sd: float    # the scatter around the line: what "no change" looks like
     first_half: float     # slope of the first half of the points, and of the second
     second_half: float
+    last_third: float     # slope of the last third (a count that stepped once and stayed is level)
 
     def change(self, span: float) -> float:
         """What the line says changed over `span` units of x."""
@@ -20,12 +21,14 @@ class Fit:
 
     def verdict(self, span: float, tolerance: float) -> str:
         """"flat": the fitted change over the run is within the scatter (or `tolerance`);
-        "levels off": it grew, but the second half grows less than a third as fast as the
-        first; "grows" otherwise (a cost that rises with time)."""
-        if abs(self.change(span)) <= max(2 * self.residual_sd, tolerance):
+        "levels off": it changed, but the second half grows less than a third as fast as the
+        first, or the last third no more than the scatter; "grows" otherwise (a cost that
+        rises with time)."""
+        noise = max(2 * self.residual_sd, tolerance)
+        if abs(self.change(span)) <= noise:
             return "flat"
-        if abs(self.second_half * span / 2) <= max(2 * self.residual_sd, tolerance) or (
-                self.first_half > 0 and self.second_half < self.first_half / 3):
+        if (abs(self.second_half * span / 2) <= noise or abs(self.last_third * span / 3) <= tolerance
+                or (self.first_half > 0 and self.second_half < self.first_half / 3)):
             return "levels off"
         return "grows"
 
@@ -47,8 +50,9 @@ def fit(xs: Sequence[float], ys: Sequence[float | None]) -> Fit | None:
     px, py = [p[0] for p in points], [p[1] for p in points]
     slope, intercept = line(px, py)
     residuals = [y - (slope * x + intercept) for x, y in points]
-    half = len(points) // 2
+    half, third = len(points) // 2, len(points) * 2 // 3
     return Fit(slope=slope, intercept=intercept,
                residual_sd=statistics.pstdev(residuals),
                first_half=line(px[:half + 1], py[:half + 1])[0],
-               second_half=line(px[half:], py[half:])[0])
+               second_half=line(px[half:], py[half:])[0],
+               last_third=line(px[third:], py[third:])[0])

@@ -9,6 +9,11 @@ chat switch per batch, as a notification service with a few busy recipients), at
 `WHATSAPP_SEND_INTERVAL_S=0`; a sample follows each batch's last `message_sent`, and one
 follows every `EVERY` reconnects, `SETTLE_S` after ready (the page's first seconds are not
 its steady state). Short monitor and reconnect settings keep a reconnect to seconds.
+
+The floor of the sends phase: the floor script, on a copy of the profile after the server
+stopped, doing the same sends in the same batches (a `/send` URL for each batch's first,
+the open chat for the rest), its browser tree's PSS sampled the same way: what the page
+itself keeps as a chat fills, beside what the product adds.
 """
 from __future__ import annotations
 
@@ -21,8 +26,8 @@ from pathlib import Path
 from .common import Context, Row, median
 from .events import EventStream, is_event, post_message
 from .fit import fit
-from .procs import footprint
-from .sessions import copy_data, number, ready_server
+from .procs import footprint, tree_pss
+from .sessions import copy_data, number, ready_floor, ready_server
 
 GROWTH_ENV = {"WHATSAPP_MONITOR_INTERVAL_S": "0.5", "WHATSAPP_RECONNECT_STEP_S": "0.1",
               "WHATSAPP_RECONNECT_MAX_DELAY_S": "0.5", "WHATSAPP_RECONNECT_MAX_ATTEMPTS": "5"}
@@ -40,7 +45,8 @@ def sizes(ctx: Context) -> tuple[int, int, int, int]:
 
 def growth(ctx: Context, linked: Path) -> dict:
     sends, batch, reconnects, every = sizes(ctx)
-    server = ready_server(ctx, copy_data(ctx, linked, "growth"), GROWTH_ENV)
+    work = copy_data(ctx, linked, "growth")
+    server = ready_server(ctx, work, GROWTH_ENV)
     send_samples, reconnect_samples, reconnect_s = [], [], []
     try:
         with EventStream(server) as events:
@@ -63,7 +69,8 @@ def growth(ctx: Context, linked: Path) -> dict:
                             f"{_brief(reconnect_samples[-1])}")
     finally:
         server.stop()
-    rows = _rows(send_samples, 100, "per 100 sends", sends)
+    floor_samples = _floor_sends(ctx, work, sends, batch)
+    rows = _rows(send_samples, 100, "per 100 sends", sends, floor_samples)
     rows += _rows(reconnect_samples, 10, "per 10 reconnects", reconnects)
     recon_fit = fit(list(range(len(reconnect_s))), reconnect_s)
     rows.append(Row("reconnect: SIGKILL of Chromium -> ready", "s", reconnect_s,
@@ -71,7 +78,31 @@ def growth(ctx: Context, linked: Path) -> dict:
                          f"{(recon_fit.slope * 10 if recon_fit else 0):+.3f} s per 10 reconnects; "
                          "no floor of its own: compare the restart's part after chromedriver's spawn"))
     return {"rows": rows, "send_samples": send_samples, "reconnect_samples": reconnect_samples,
-            "reconnect_s": reconnect_s}
+            "reconnect_s": reconnect_s, "floor_send_samples": floor_samples}
+
+
+def _floor_sends(ctx: Context, work: Path, sends: int, batch: int) -> list[dict]:
+    """The floor script through the same sends, its browser tree sampled after each batch."""
+    from whatsapp.web.chat import send_url
+
+    floor = ready_floor(ctx, work)
+    try:
+        assert floor.proc is not None
+        samples = [{"x": 0, **tree_pss(floor.proc.pid)}]
+        for b in range(sends // batch):
+            to = number(9, 0, b % CHATS)
+            for i in range(batch):
+                text = f"floor growth {b}-{i}"
+                if i == 0:
+                    floor.command("send_url", "sent", url=send_url(ctx.sim.url, to, text), text=text)
+                else:
+                    floor.command("send_open", "sent", text=text)
+            samples.append({"x": (b + 1) * batch, "t": time.time(), **tree_pss(floor.proc.pid)})
+        ctx.log(f"  growth floor: {sends} sent, browser {samples[0]['browser']:.0f} -> "
+                f"{samples[-1]['browser']:.0f} MiB")
+        return samples
+    finally:
+        floor.close()
 
 
 def _brief(sample: dict) -> str:
@@ -97,9 +128,10 @@ def _reconnect(server, events: EventStream, timeout: float = 60.0) -> float:
     return back["t"] - t0
 
 
-def _rows(samples: list[dict], per: float, label: str, span: float) -> list[Row]:
+def _rows(samples: list[dict], per: float, label: str, span: float, floor: list[dict] | None = None) -> list[Row]:
     xs = [s["x"] for s in samples]
     rows = []
+    floor_fit = fit([s["x"] for s in floor], [s["browser"] for s in floor]) if floor else None
     for key, name, unit, tolerance in SERIES:
         ys = [s.get(key) for s in samples]
         line = fit(xs, ys)
@@ -109,7 +141,16 @@ def _rows(samples: list[dict], per: float, label: str, span: float) -> list[Row]
             rows.append(Row(f"{name}, slope {label}", per_unit, [None]))
             continue
         first, last = known[0], known[-1]
+        beside: dict = {}
+        if key == "browser" and floor_fit is not None and floor:
+            beside = {"floor_name": "the raw script's browser tree through the same sends (slope)",
+                      "floor_samples": [floor_fit.slope * per], "compare": False}
+            note_floor = (f"; floor {floor[0]['browser']:.0f} -> {floor[-1]['browser']:.0f} MiB, second half "
+                          f"{floor_fit.second_half * per:+.2f}, {floor_fit.verdict(span, tolerance)}")
+        else:
+            note_floor = ""
         rows.append(Row(f"{name}, slope {label}", per_unit, [line.slope * per], judged=line.verdict(span, tolerance),
                         note=f"{first:.1f} -> {last:.1f} over {span:g} (median {median(known):.1f}); second half "
-                             f"{line.second_half * per:+.2f} {label}; scatter {line.residual_sd:.2f}"))
+                             f"{line.second_half * per:+.2f} {label}; scatter {line.residual_sd:.2f}{note_floor}",
+                        **beside))
     return rows

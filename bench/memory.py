@@ -8,7 +8,7 @@ import shlex
 import time
 from pathlib import Path
 
-from .common import TEST_ENV, Context, Row, is_ready, median, new_backup, watch_status
+from .common import TEST_ENV, Context, Row, is_ready, median, watch_status
 from .procs import pss_breakdown
 
 DYNO_MIB = 512
@@ -17,9 +17,10 @@ PUPPETEER_FEATURES = ("Translate,OptimizationHints,MediaRouter,DialMediaRoutePro
                       "CalculateNativeWinOcclusion,InterestFeedContentSuggestions,"
                       "CertificateTransparencyComponentUpdater,AutofillServerCommunication,"
                       "PrivacySandboxSettings4,BackForwardCache")
+# --renderer-process-limit=1 was a candidate until the product took it (browser.BASE_ARGS),
+# and with it the "combined" one (it plus --disable-site-isolation).
 CANDIDATES = {
     "baseline (product flags)": [],
-    "--renderer-process-limit=1": ["--renderer-process-limit=1"],
     "--single-process": ["--single-process"],
     "--js-flags=--max-old-space-size=128": ["--js-flags=--max-old-space-size=128"],
     "--disable-features=<background services>": [f"--disable-features={PUPPETEER_FEATURES}"],
@@ -27,11 +28,9 @@ CANDIDATES = {
                                  "--disable-features=IsolateOrigins,site-per-process"],
     "--no-zygote": ["--no-zygote"],
     # --in-process-gpu was measured too (+7 to +36 MiB alone, never less): left out for time.
-    "combined: --renderer-process-limit=1 + --disable-site-isolation": [
-        "--renderer-process-limit=1", "--disable-site-isolation-trials",
-        "--disable-features=IsolateOrigins,site-per-process"],
 }
-QUICK = ("baseline (product flags)", "--renderer-process-limit=1", "--single-process")
+QUICK = ("baseline (product flags)", "--single-process")
+SETTLE_S = 2.0
 SAMPLES = 3
 
 
@@ -42,11 +41,11 @@ def measure(ctx: Context, linked: Path, extra: list[str]) -> dict:
         t0 = time.monotonic()
         server.start(wait=False)
         try:
-            ready_s, status, _ = watch_status(server, is_ready, t0, timeout=60)
+            ready_s = watch_status(server, is_ready, t0, timeout=60)[0]
         except RuntimeError as exc:
             return {"error": str(exc).splitlines()[0]}
-        # A settled page: after the run's first backup (1 s after ready), then a few samples.
-        watch_status(server, new_backup(status["backups"].get("latest")), time.monotonic(), timeout=30)
+        # A settled page (its first seconds are not its steady state), then a few samples.
+        time.sleep(SETTLE_S)  # a dwell in `ready`, the same for every candidate
         samples = []
         for _ in range(SAMPLES):
             samples.append(pss_breakdown(server))
@@ -84,11 +83,12 @@ def memory(ctx: Context, linked: Path) -> dict:
                                 "others' Chromium processes share the binary's pages"),
     ]
     for name in names[1:]:
+        # Compared as the footprint alone: PSS moves with whatever else shares Chromium's
+        # pages on this machine (another test's browser), the footprint does not.
         runs = found[name]
-        alone = median(values(runs, "alone"))
-        delta = f"alone {alone - median(base_alone):+.0f} MiB vs baseline" if alone and base_alone else ""
-        rows.append(Row(f"PSS total, {name}", "MiB", values(runs, "total") or [None], "baseline PSS", base_pss,
-                        note="; ".join(p for p in (delta, _note(runs)) if p)))
+        pss = median(values(runs, "total"))
+        rows.append(Row(f"footprint alone, {name}", "MiB", values(runs, "alone") or [None], "baseline footprint alone",
+                        base_alone, note="; ".join(p for p in (f"PSS {pss:.0f} MiB" if pss else "", _note(runs)) if p)))
     return {"rows": rows, "candidates": {k: v for k, v in found.items()}, "dyno_mib": DYNO_MIB,
             "baseline_median": median(base_pss)}
 

@@ -115,16 +115,37 @@ def footprint(server: ServerProcess) -> dict:
         gunicorn_pids = set()
     sums = {"server": 0.0, "browser": 0.0}
     count = 0
+    kinds: dict[str, int] = {}
     for proc in procs:
         try:
             pss = proc.memory_full_info().pss / 2**20
         except psutil.Error:
             continue
         sums["server" if proc.pid in gunicorn_pids else "browser"] += pss
-        count += proc.pid not in gunicorn_pids
+        if proc.pid not in gunicorn_pids:
+            count += 1
+            kind = kind_of(proc, gunicorn_pids)
+            kinds[kind] = kinds.get(kind, 0) + 1
     worker = next((p for p in procs if p.pid in gunicorn_pids and p.pid != server.proc.pid), None)
     try:
         fds, threads = (worker.num_fds(), worker.num_threads()) if worker else (None, None)
     except psutil.Error:
         fds, threads = None, None
-    return {**sums, "browser_processes": count, "worker_fds": fds, "worker_threads": threads}
+    return {**sums, "browser_processes": count, "worker_fds": fds, "worker_threads": threads, "kinds": kinds}
+
+
+def tree_pss(pid: int) -> dict:
+    """PSS in MiB of every descendant of `pid` (the floor script's chromedriver and Chromium),
+    and how many there are."""
+    total, count = 0.0, 0
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        children = []
+    for proc in children:
+        try:
+            total += proc.memory_full_info().pss / 2**20
+            count += 1
+        except psutil.Error:
+            continue
+    return {"browser": total, "browser_processes": count}

@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from datetime import datetime
 
-from .common import Context, Row, ServerProcess, median
+from .common import Context, Row, ServerProcess, median, paired
 from .events import EventStream, is_event, post_message
 from .floors import FloorProcess
 from .sessions import number
@@ -97,10 +97,12 @@ def rows(out: dict, ctx: Context) -> list[Row]:
         Row("POST /messages -> sent, new chat (/send URL)", "s", out["url"],
             "raw script: /send URL, box holds text, click send, tick", out["floor_url"], target=1.2,
             note="server: POST to its message_sent event on /events; floor: command to printed tick; "
-                 f"the server's own createdAt -> sentAt: {_server_side(out, 'url')}"),
+                 f"the server's own createdAt -> sentAt: {_server_side(out, 'url')}; "
+                 f"{paired(out['url'], out['floor_url'])}"),
         Row("POST /messages -> sent, chat already open", "s", out["open"],
             "raw script: execCommand insertText, click send, tick", out["floor_open"], target=1.2,
-            note=f"the server's own createdAt -> sentAt: {_server_side(out, 'open')}"),
+            note=f"the server's own createdAt -> sentAt: {_server_side(out, 'open')}; "
+                 f"{paired(out['open'], out['floor_open'])}"),
         Row(f"messages per minute, interval 0 ({size} to {BURST_CHATS} numbers in turn)", "/min", out["rate"],
             "raw script sending the same sequence", out["floor_rate"],
             note="higher is better: a ratio under 1 is slower than the floor; every message a chat switch"),

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psutil
 
-from .common import POLL_S, Context, Row, ServerProcess, copy_profile, profile_of, try_status
+from .common import POLL_S, Context, Row, ServerProcess, copy_profile, paired, profile_of, try_status
 from .floors import FloorProcess
 from .procs import server_tree
 from .timeline import STATUS_LINE, driver_marks, log_time, read_from, server_statuses, size_of, start_phases
@@ -155,7 +155,7 @@ def restart_to_ready(ctx: Context, linked: Path) -> dict:
     rows = [
         Row("restart -> ready, whole processes (Popen -> ready)", "s", server_s,
             "raw Selenium script as a process, Popen -> #pane-side", floor_s, target=1.1,
-            note="server: its own log line's stamp; floor: the time it printed"),
+            note=f"server: its own log line's stamp; floor: the time it printed; {paired(server_s, floor_s)}"),
         Row("  part after chromedriver's spawn (in-process)", "s", launch_server,
             "the floor script's part after chromedriver's spawn", launch_floor,
             note="without interpreter, imports and gunicorn's boot"),
@@ -218,7 +218,8 @@ def initialize_to_qr(ctx: Context) -> dict:
                 f"POST /initialize {post_s[-1]:.2f} s")
     rows = [
         Row("first start -> QR shown, whole processes (empty profile)", "s", first_s,
-            "raw Selenium script as a process, Popen -> div[data-ref] with a value", floor_s, target=1.1),
+            "raw Selenium script as a process, Popen -> div[data-ref] with a value", floor_s, target=1.1,
+            note=paired(first_s, floor_s)),
         Row("  POST /initialize -> QR (running server)", "s", post_s,
             "the floor script's part after chromedriver's spawn",
             [_after_spawn(f, "seen") for f in floor_marks], note="the server already runs: no interpreter or imports"),
