@@ -35,7 +35,7 @@ class Monitor(threading.Thread):
         self.max_mains = 0
         self.max_mains_at: float | None = None
         self.max_mains_detail: list[str] = []   # what they were, when more than one
-        self.pids: set[int] = set()
+        self.pids: dict[int, float] = {}   # every browser-tree process seen: pid -> start time
         self.qr_seen: list[float] = []
         self.logged_out_seen: list[float] = []
         self.no_login_seen: list[float] = []
@@ -49,9 +49,7 @@ class Monitor(threading.Thread):
         tree = tree_of(self.data_dir, self.client_id)
         now = time.monotonic()
         with self.lock:
-            self.pids.update(tree["mains"] + tree["renderers"])
-            if tree["chromedriver"]:
-                self.pids.add(tree["chromedriver"])
+            self.pids.update(tree["started"])
             if len(tree["mains"]) > self.max_mains:
                 self.max_mains, self.max_mains_at = len(tree["mains"]), now
                 if len(tree["mains"]) > 1:
@@ -92,6 +90,13 @@ class Monitor(threading.Thread):
         with self.lock:
             earlier = [c for c in self.changes if c[0] < since][-1:]
             return earlier + [c for c in self.changes if c[0] >= since]
+
+    def noticed(self, since: float) -> float | None:
+        """Seconds from `since` to the first status other than ready after it (None: never)."""
+        for at, status, _ in self.changes_since(since):
+            if at >= since and status != "ready":
+                return at - since
+        return None
 
     def left_ready(self, since: float) -> int:
         """How many times the session left `ready` after `since` (and came back or not)."""

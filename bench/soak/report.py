@@ -36,6 +36,8 @@ def figures(soak: Soak) -> dict[str, Any]:
     skipped = Counter(f["fault"] for r in records for f in r["faults"] if not f["injected"])
     recovered = [r for r in records if "recovery_s" in r]
     slowest = max(recovered, key=lambda r: r["recovery_s"], default=None)
+    partitions = [r["noticed_s"] for r in recovered if r.get("noticed_s") is not None
+                  and r["faults"] and r["faults"][0]["fault"] == "partition"]
     samples = [r["resources"] for r in records if r.get("resources")]
     by_worker: dict[int, list[dict]] = {}
     for sample in samples:
@@ -47,8 +49,10 @@ def figures(soak: Soak) -> dict[str, Any]:
         "seed": soak.settings.seed, "mix": soak.mix, "seconds": round(soak.elapsed(), 1),
         "cycles": len(records), "injected": dict(injected), "skipped": dict(skipped),
         "recoveries": sum(r.get("left_ready", 0) for r in records), "server_starts": soak.restarts,
+        "not_recovered": len(records) - len(recovered),
         "slowest_recovery": None if slowest is None else
         {"seconds": slowest["recovery_s"], "cycle": slowest["cycle"], "faults": slowest["label"]},
+        "partition_noticed_s": None if not partitions else {"min": min(partitions), "max": max(partitions)},
         "qr_shown": soak.qr_shown, "logins_lost": soak.logins_lost,
         "qr_offered": len(soak.monitor.qr_seen),
         "restores": ((soak.monitor.last or {}).get("record") or {}).get("restoresFromBackup"),
@@ -84,8 +88,12 @@ def table(f: dict[str, Any]) -> list[tuple[str, str, str]]:
         ("faults injected", ", ".join(f"{k} {v}" for k, v in sorted(f["injected"].items())) or "0", ""),
         ("faults skipped (nothing to hit)", ", ".join(f"{k} {v}" for k, v in sorted(f["skipped"].items())) or "0", ""),
         ("recoveries (left ready, came back) / server starts", f"{f['recoveries']} / {f['server_starts']}", ""),
+        ("cycles not ready again within the bound", str(f["not_recovered"]), "0"),
         ("slowest recovery (faults ended -> ready)",
          "-" if not slowest else f"{slowest['seconds']:.1f} s (cycle {slowest['cycle']}: {slowest['faults']})", ""),
+        ("partition noticed (left ready) after, min / max",
+         "-" if not f["partition_noticed_s"] else f"{f['partition_noticed_s']['min']} / "
+         f"{f['partition_noticed_s']['max']} s", ""),
         ("QR codes shown after the link (qr_issued)", count(f["qr_shown"]), "0"),
         ("  /status samples saying qr / restores from a backup", f"{f['qr_offered']} / {count(f['restores'])}", ""),
         ("logins lost", count(f["logins_lost"]), "0"),

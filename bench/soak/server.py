@@ -72,7 +72,7 @@ def on_data_dir(data_dir: Path) -> list[psutil.Process]:
     """Live (non-zombie) processes whose command line names `data_dir`."""
     marker = str(Path(data_dir).resolve())
     found = []
-    for proc in psutil.process_iter(["cmdline", "status"]):
+    for proc in psutil.process_iter(["cmdline", "status", "create_time"]):
         try:
             if proc.info["status"] != psutil.STATUS_ZOMBIE and marker in " ".join(proc.info["cmdline"] or ()):
                 found.append(proc)
@@ -82,14 +82,14 @@ def on_data_dir(data_dir: Path) -> list[psutil.Process]:
 
 
 def tree_of(data_dir: Path, client_id: str) -> dict:
-    """{"chromedriver", "main": pid or None, "renderers": [pids], "mains": [pids]} of the
-    processes on `data_dir` (one pass over the process table).
+    """{"chromedriver", "main": pid or None, "renderers": [pids], "mains": [pids], "started":
+    {pid: start time} of all} of the processes on `data_dir` (one pass over the process table).
 
     A main process is one with the profile's `--user-data-dir` and no `--type=` whose parent
     is not one too: Chromium forks its children from the main process, and between the fork
     and the exec a child still shows the main process's command line."""
     profile_arg = f"--user-data-dir={(Path(data_dir) / f'session-{client_id}').resolve()}"
-    tree: dict = {"chromedriver": None, "main": None, "renderers": [], "mains": []}
+    tree: dict = {"chromedriver": None, "main": None, "renderers": [], "mains": [], "started": {}}
     candidates: list[psutil.Process] = []
     for proc in on_data_dir(data_dir):
         try:
@@ -97,6 +97,7 @@ def tree_of(data_dir: Path, client_id: str) -> dict:
             name = proc.name()
         except psutil.Error:
             continue
+        tree["started"][proc.pid] = proc.info["create_time"]
         if "chromedriver" in name:
             tree["chromedriver"] = proc.pid
         elif profile_arg in cmdline:
@@ -116,12 +117,13 @@ def tree_of(data_dir: Path, client_id: str) -> dict:
     return tree
 
 
-def alive(pids: set[int]) -> list[psutil.Process]:
+def alive(seen: dict[int, float]) -> list[psutil.Process]:
+    """Those of `seen` (pid -> start time) still running: the same process, not a reused pid."""
     found = []
-    for pid in pids:
+    for pid, started in seen.items():
         try:
             proc = psutil.Process(pid)
-            if proc.status() != psutil.STATUS_ZOMBIE:
+            if proc.create_time() == started and proc.status() != psutil.STATUS_ZOMBIE:
                 found.append(proc)
         except psutil.Error:
             continue
