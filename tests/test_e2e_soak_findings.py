@@ -71,9 +71,6 @@ def test_a_message_to_the_open_chat_while_the_server_cannot_look_is_published_on
     assert published(server, "while the server could not look") == 1
 
 
-@pytest.mark.xfail(strict=True, reason="issue 19 finding: whatsapp/session/receiver.py:135 Receiver._first_sight "
-                   "passes every row's dedupe keys to store.seen, which refuses more than 100 (messages/rows.py:54 "
-                   "MAX_KEYS): ValueError, the session stops")
 def test_a_new_browser_meeting_a_chat_of_sixty_incoming_messages_goes_on(servers, sim):
     server, _ = linked_server(servers, sim, env=FAST)
     texts = [f"one of sixty {n}" for n in range(60)]

@@ -312,7 +312,8 @@ def test_a_login_cleared_elsewhere_is_closed_and_deleted_here_too(phase):
 def test_a_bug_goes_to_failed_and_is_not_retried():
     world = ready_world()
     actions = world.machine.bug("KeyError('x')", world.facts())
-    assert world.machine.status is Status.FAILED and world.machine.due is None
+    assert world.machine.status is Status.FAILED
+    assert world.machine.due == pytest.approx(world.now + 60), "not at once: after WHATSAPP_FAILED_RETRY_S"
     assert any(isinstance(a, S.Close) for a in actions)
 
 

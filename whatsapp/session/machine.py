@@ -92,10 +92,13 @@ class Machine(Watching, Ready):
         return self._out
 
     def bug(self, description: str, facts: S.Facts) -> list[S.Action]:
-        """A bug of ours surfaced while running an action: never retried (it would repeat);
-        `failed` until someone calls initialize, with the description in `last_error`."""
+        """A bug of ours surfaced while running an action: not retried at once (it would likely
+        repeat): `failed`, with the description in `last_error`, until someone calls initialize
+        or, an unattended server being meant to stay up, a fresh round every
+        `failed_retry_s` once WhatsApp answers (a bug that depends on the page may not recur)."""
         self._out, self._facts = [], facts
-        self._go_failed(None, f"internal error (a bug, see the log): {description}", retry=False)
+        self._go_failed(None, f"internal error (a bug, see the log): {description}",
+                        retry=self.timing.failed_retry_s > 0)
         return self._out
 
     # -- commands ----------------------------------------------------------------------------

@@ -42,6 +42,7 @@ from ..web import chat
 log = logging.getLogger(__name__)
 
 ACKS = {"sent": Status.SENT, "delivered": Status.DELIVERED, "read": Status.READ}
+SEEN_BATCH = 90  # keys per store.seen() call (it takes at most 100)
 EVENT_OF = {Status.SENT: "message_sent", Status.DELIVERED: "message_delivered", Status.READ: "message_read"}
 
 
@@ -132,7 +133,10 @@ class Receiver:
 
     def _first_sight(self, title: str, keyed: list[tuple[chat.Row, list[str]]], unread: int) -> set[str]:
         """The keys of the rows that are history when a chat is first seen in this browser."""
-        recorded = self.store.seen(title, [key for _, keys in keyed for key in keys]) if keyed else set()
+        every = [key for _, keys in keyed for key in keys]
+        recorded: set[str] = set()
+        for start in range(0, len(every), SEEN_BATCH):  # the store answers for so many keys at a time
+            recorded |= self.store.seen(title, every[start:start + SEEN_BATCH])
         newest_known = max((i for i, (_, keys) in enumerate(keyed) if recorded.intersection(keys)), default=None)
         if newest_known is not None:
             history_rows = keyed[:newest_known + 1]
