@@ -34,6 +34,7 @@ GROWTH_ENV = {"WHATSAPP_MONITOR_INTERVAL_S": "0.5", "WHATSAPP_RECONNECT_STEP_S":
 SETTLE_S = 1.0
 CHATS = 10
 SERIES = (("server", "gunicorn PSS", "MiB", 2.0), ("browser", "browser tree PSS", "MiB", 8.0),
+          ("browser_uss", "browser tree USS", "MiB", 8.0),
           ("browser_processes", "browser processes", "", 0.5), ("worker_fds", "worker open files", "", 0.5),
           ("worker_threads", "worker threads", "", 0.5))
 
@@ -131,8 +132,8 @@ def _reconnect(server, events: EventStream, timeout: float = 60.0) -> float:
 def _rows(samples: list[dict], per: float, label: str, span: float, floor: list[dict] | None = None) -> list[Row]:
     xs = [s["x"] for s in samples]
     rows = []
-    floor_fit = fit([s["x"] for s in floor], [s["browser"] for s in floor]) if floor else None
     for key, name, unit, tolerance in SERIES:
+        floor_fit = fit([s["x"] for s in floor], [s.get(key) for s in floor]) if floor and key in floor[0] else None
         ys = [s.get(key) for s in samples]
         line = fit(xs, ys)
         known = [y for y in ys if y is not None]
@@ -142,10 +143,10 @@ def _rows(samples: list[dict], per: float, label: str, span: float, floor: list[
             continue
         first, last = known[0], known[-1]
         beside: dict = {}
-        if key == "browser" and floor_fit is not None and floor:
+        if key in ("browser", "browser_uss") and floor_fit is not None and floor:
             beside = {"floor_name": "the raw script's browser tree through the same sends (slope)",
                       "floor_samples": [floor_fit.slope * per], "compare": False}
-            note_floor = (f"; floor {floor[0]['browser']:.0f} -> {floor[-1]['browser']:.0f} MiB, second half "
+            note_floor = (f"; floor {floor[0][key]:.0f} -> {floor[-1][key]:.0f} MiB, second half "
                           f"{floor_fit.second_half * per:+.2f}, {floor_fit.verdict(span, tolerance)}")
         else:
             note_floor = ""

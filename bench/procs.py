@@ -105,24 +105,26 @@ def pss_breakdown(server: ServerProcess) -> dict:
 
 def footprint(server: ServerProcess) -> dict:
     """One cheap sample for the growth figures: PSS in MiB of gunicorn (master + worker) and
-    of the browser tree, the number of browser processes, and the worker's open files and
-    threads (None when the worker cannot be read)."""
+    of the browser tree, the tree's USS (its private pages: unlike PSS, not lowered when other
+    Chromium processes on the machine share the binary's pages), the number of browser
+    processes by kind, and the worker's open files and threads (None when unreadable)."""
     procs = server_tree(server)
     try:
         master = psutil.Process(server.proc.pid)
         gunicorn_pids = {master.pid} | {c.pid for c in master.children()}
     except psutil.Error:
         gunicorn_pids = set()
-    sums = {"server": 0.0, "browser": 0.0}
+    sums = {"server": 0.0, "browser": 0.0, "browser_uss": 0.0}
     count = 0
     kinds: dict[str, int] = {}
     for proc in procs:
         try:
-            pss = proc.memory_full_info().pss / 2**20
+            info = proc.memory_full_info()
         except psutil.Error:
             continue
-        sums["server" if proc.pid in gunicorn_pids else "browser"] += pss
+        sums["server" if proc.pid in gunicorn_pids else "browser"] += info.pss / 2**20
         if proc.pid not in gunicorn_pids:
+            sums["browser_uss"] += info.uss / 2**20
             count += 1
             kind = kind_of(proc, gunicorn_pids)
             kinds[kind] = kinds.get(kind, 0) + 1
@@ -135,17 +137,17 @@ def footprint(server: ServerProcess) -> dict:
 
 
 def tree_pss(pid: int) -> dict:
-    """PSS in MiB of every descendant of `pid` (the floor script's chromedriver and Chromium),
-    and how many there are."""
-    total, count = 0.0, 0
+    """PSS and USS in MiB of every descendant of `pid` (the floor script's chromedriver and
+    Chromium), and how many there are."""
+    total, uss, count = 0.0, 0.0, 0
     try:
         children = psutil.Process(pid).children(recursive=True)
     except psutil.Error:
         children = []
     for proc in children:
         try:
-            total += proc.memory_full_info().pss / 2**20
-            count += 1
+            info = proc.memory_full_info()
         except psutil.Error:
             continue
-    return {"browser": total, "browser_processes": count}
+        total, uss, count = total + info.pss / 2**20, uss + info.uss / 2**20, count + 1
+    return {"browser": total, "browser_uss": uss, "browser_processes": count}
