@@ -67,8 +67,9 @@ def post_fork(server, worker):
     """Start the session in the worker right after the fork, before the app is imported:
     Chromium launches while Flask and the API load (whatsapp/early.py). `create_app` takes
     the running session over; `post_worker_init` then starts the rest."""
-    from whatsapp import early
+    from whatsapp import configure_logging, early
 
+    configure_logging(_config)  # before the session's first line (the store it opens)
     early.start(_config)
 
 

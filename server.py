@@ -1,15 +1,14 @@
 """Entry point: `gunicorn server:app` (see Procfile), or `python server.py` for development."""
-import logging
 import os
 import signal
 import sys
 
-from whatsapp import create_app, start_services, stop_services
+from whatsapp import configure_logging, create_app, start_services, stop_services
 from whatsapp.config import Config, ConfigError
 
 try:
     config = Config.from_env(os.environ)
-    logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(config)
     app = create_app(config)  # may refuse a damaged key file (also a ConfigError)
 except ConfigError as exc:
     # One line naming the variable, and nothing started.

@@ -60,7 +60,9 @@ def headless_chromium(tmp_path: Path):
 
 
 def text_of(driver, element_id: str) -> str:
-    return driver.find_element("id", element_id).text
+    """The element's rendered text, read in one script (the page may redraw it meanwhile)."""
+    return driver.execute_script("const e = document.getElementById(arguments[0]); return e ? e.innerText : ''",
+                                 element_id)
 
 
 def message_row(driver, list_id: str, message_id: str) -> str | None:
@@ -100,7 +102,10 @@ def test_console_lists_the_newest_messages_of_a_long_history(servers, tmp_path):
         accept(n)
 
     def shown(d) -> list[str]:
-        return [li.text.rsplit("\n", 1)[-1] for li in d.find_elements("css selector", "#out li")]
+        # Read in one script: the console redraws the list while it reads on, and an element
+        # found in one call can be gone by the next (StaleElementReferenceException).
+        texts = d.execute_script("return [...document.querySelectorAll('#out li')].map((li) => li.innerText)")
+        return [text.rsplit("\n", 1)[-1] for text in texts]
 
     with headless_chromium(tmp_path) as driver:
         driver.get(server.url + "/api/whatsapp/qr")

@@ -42,6 +42,10 @@ def test_the_schedule_is_short_and_repeatable():
 
 def test_a_short_soak_keeps_every_promise_and_leaves_nothing_behind():
     namespaces_before = set(partition.namespaces())
+    # Only this run's leftovers count: another run killed mid-way (its teardown never ran) may
+    # have left its own on this machine.
+    mounts_before = set(disk.mounted_under(Path(tempfile.gettempdir())))
+    processes_before = {p.pid for p in psutil.process_iter() if ours(p)}
     lines: list[str] = []
     settings = runner.Settings(cycles=CYCLES, seed=SEED, faults=MIX, recovery_s=RECOVERY_S, drain_s=DRAIN_S,
                                require_isolation=True, keep_logs=False, log=lines.append)
@@ -50,8 +54,10 @@ def test_a_short_soak_keeps_every_promise_and_leaves_nothing_behind():
     except partition.Unavailable as exc:
         pytest.skip(f"the soak needs network namespaces and a tmpfs (root): {exc}")
     assert set(partition.namespaces()) <= namespaces_before, "a network namespace was left behind"
-    assert not [m for m in disk.mounted_under(Path(tempfile.gettempdir())) if "whatsapp-soak-" in m]
-    assert not [p.pid for p in psutil.process_iter() if ours(p)], "a process of the soak was left behind"
+    mounts_left = set(disk.mounted_under(Path(tempfile.gettempdir()))) - mounts_before
+    assert not [m for m in mounts_left if "whatsapp-soak-" in m], "a tmpfs of the soak was left mounted"
+    assert not [p.pid for p in psutil.process_iter() if ours(p) and p.pid not in processes_before], \
+        "a process of the soak was left behind"
     log = "\n".join(lines[-60:])
     assert result.ok, "\n".join(result.violations) + "\n--- soak log ---\n" + log
     figures = result.figures

@@ -16,6 +16,14 @@ if TYPE_CHECKING:
     from flask import Flask
 
 log = logging.getLogger(__name__)
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure_logging(config: Config) -> None:
+    """The server's log lines on stderr at LOG_LEVEL. Called before anything logs:
+    in gunicorn's worker that is `post_fork`, where the session starts (a no-op the second
+    time, as `logging.basicConfig` is once the root logger has a handler)."""
+    logging.basicConfig(level=config.log_level, format=LOG_FORMAT)
 
 
 def create_app(test_config: Config | None = None) -> Flask:

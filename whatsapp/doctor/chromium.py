@@ -81,10 +81,12 @@ def renders(ctx: Context) -> Result:
                     f"would be {socket} bytes, over the {SOCKET_PATH_MAX} a Unix socket path holds, and "
                     "Chromium exits at start", "give the server (and the doctor) a short TMPDIR, e.g. TMPDIR=/tmp")
     chrome, driver = ctx.binaries
-    config = dataclasses.replace(ctx.config, chrome_bin=chrome, chromedriver_path=driver)
-    mode = "headless" if config.headless else "with a window"
+    mode = "headless" if ctx.config.headless else "with a window"
     token = secrets.token_hex(8)
     folder = Path(tempfile.mkdtemp(prefix="whatsapp-doctor-"))
+    # The data folder in the temporary one: the doctor leaves the real one as it was (the
+    # launch keeps Chromium's version in `<data dir>/chromium-version.json`).
+    config = dataclasses.replace(ctx.config, chrome_bin=chrome, chromedriver_path=driver, session_dir=folder)
     profile, log_path = folder / "profile", folder / "chromedriver.log"
     browser, socket_dir = None, None
     os.environ[MARK] = token  # inherited by chromedriver and Chromium
