@@ -8,7 +8,7 @@ import stat
 from datetime import timedelta
 
 import pytest
-from profiles import IDB, LOGIN, LS, Clock, make_profile, tree
+from profiles import IDB, LOGIN, LS, Clock, log_bytes, login_storage, make_profile, tree
 
 from whatsapp.persistence import backups as backup_module
 from whatsapp.persistence.backups import BackupCorrupt, BackupError, LocalBackups
@@ -53,6 +53,18 @@ def test_take_refuses_a_profile_without_login(store, tmp_path):
     with pytest.raises(BackupError, match="IndexedDB"):
         store.take(tmp_path / "empty")
     assert store.list_backups() == []
+
+
+@pytest.mark.parametrize("lost", ["WANoiseInfo", "last-wid-md"])
+def test_take_refuses_files_whose_localstorage_lost_the_login(store, tmp_path, lost):
+    """The files are all there, but Chromium lost a marker (it could not write them: a full
+    disk) while the page stayed logged in: such a copy would restore to a QR (the soak's
+    finding, seed 1919), and kept, would push a good backup out."""
+    kept = {k: v for k, v in login_storage().items() if not k.endswith(lost.encode())}
+    profile = make_profile(tmp_path, {f"{LS}/000003.log": log_bytes([kept])})
+    with pytest.raises(BackupError, match="holds no login"):
+        store.take(profile, link=LINK)
+    assert store.list_backups() == [] and not list(store.root.glob(".tmp-*"))
 
 
 def test_permissions_are_owner_only(store, profile, tmp_path):

@@ -6,7 +6,10 @@ Contract:
   raises `BackupError` (leaving nothing behind) when a required part is missing, or when any
   file changed, appeared or vanished between the start of the copy and its end: every
   file's signature is checked again once all are copied, so a browser that was writing
-  never yields a backup.
+  never yields a backup. The copy must hold the login itself (`stored_login`: both
+  markers): Chromium can lose what it could not write (a full disk) while the
+  page, logged in from memory, looks fine; such a copy would only bring back a QR and, kept,
+  push a good backup out.
 - `restore()` verifies, stages a copy inside the profile folder and checks its hashes, and
   only then moves the profile's login parts aside to `<broken>/<time>-<random>/` and renames
   the staged parts into place. Nothing outside `LOGIN_PARTS`/`COMPANIONS` is touched.
@@ -43,7 +46,7 @@ from .manifest import (
     new_name,
     verify,
 )
-from .profile import LOGIN_PARTS, REQUIRED_PARTS, login_files
+from .profile import LOGIN_PARTS, REQUIRED_PARTS, login_files, stored_login
 
 __all__ = ["BackupCorrupt", "BackupError", "BackupInfo", "LocalBackups", "RestoreResult", "describe"]
 
@@ -154,6 +157,7 @@ class LocalBackups:
                 for entry, before in copied:
                     if _signature_or_none(profile_dir / entry.path) != before:
                         raise BackupError(f"{entry.path} changed while the backup was taken")
+                _check_login(temp)
                 created = self._clock()
                 manifest = Manifest(self.client_id, created, link, tuple(entry for entry, _ in copied), login_since)
                 write_new(temp / MANIFEST, manifest.encode())
@@ -320,6 +324,14 @@ class LocalBackups:
             self._sweep()
             private_dir(self.root)
             return describe(archive.unpack(data, self.root))
+
+
+def _check_login(copy: Path) -> None:
+    """Raise `BackupError` unless the copied localStorage holds a login."""
+    login = stored_login(copy)
+    if login is None:
+        raise BackupError("the profile's localStorage on disk holds no login (last-wid-md and WANoiseInfo): "
+                          "not a backup that could bring it back")
 
 
 def _signature_or_none(path: Path) -> tuple[int, int, int] | None:

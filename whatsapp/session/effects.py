@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 import socket
 import threading
 import time
@@ -25,7 +26,7 @@ from selenium.common.exceptions import WebDriverException
 
 from ..bus import Bus
 from ..config import Config
-from ..failures import Failure, ProfileLocked, classify
+from ..failures import Failure, LaunchFailed, ProfileLocked, classify
 from ..messages import IncomingMessage, MessageStore, OutgoingMessage, StoreUnavailable
 from ..persistence.backups import BackupError
 from ..persistence.keeper import Keeper
@@ -46,6 +47,11 @@ LOG_OUT_S = 8.0
 # What a driver call may raise when the browser side fails (runtime.md's table); anything
 # else from a driver call is a bug.
 DRIVER_ERRORS = (WebDriverException, urllib3.exceptions.HTTPError, OSError)
+# Chromium rewrites the login's storage as it starts (LevelDB logs, Local State); on a disk
+# without room it can lose what it could not write, and the next start shows a QR (the
+# soak's finding, seed 1919). Below this much free space a launch waits (a transient failure:
+# the reconnect schedule, then WHATSAPP_FAILED_RETRY_S) instead.
+MIN_FREE_BYTES = 64 << 20
 
 
 class Effects:
@@ -127,6 +133,10 @@ class Effects:
         self.keeper.check_owner()
         sweep_orphans(self.profile_dir)
         clear_stale_singleton(self.profile_dir, self._hostname)
+        free = shutil.disk_usage(self.config.session_dir).free
+        if free < MIN_FREE_BYTES:
+            raise LaunchFailed(f"only {free >> 20} MiB free in {self.config.session_dir}: Chromium could lose the "
+                               f"login writing to a full disk; it starts once {MIN_FREE_BYTES >> 20} MiB are free")
         self.keeper.before_launch(self.profile_dir)
         private_dir(self.profile_dir)
         started = time.monotonic()
