@@ -938,3 +938,25 @@ def test_the_waids_given_in_a_chat_since_a_time(store):
         store.mark(message.id, Status.SENT, T0, wa_id=wa_id)
     assert store.wa_ids_to(TO, since=T0 + timedelta(minutes=1)) == {"W-NEW"}
     assert store.wa_ids_to(TO, since=T0) == {"W-OLD", "W-NEW"}
+
+
+def test_a_sqlite_store_not_opened_at_start_opens_at_a_later_use(tmp_path, monkeypatch):
+    """`open_now=False` (the server started where the file could not be opened): each use
+    tries again, StoreUnavailable meanwhile; once the cause is gone it works, and after
+    `close()` it stays closed."""
+    from whatsapp.messages import StoreUnavailable
+    from whatsapp.messages import sqlite as sqlite_module
+
+    monkeypatch.setattr(sqlite_module, "REOPEN_EVERY_S", 0.0)
+    blocker = tmp_path / "data"
+    blocker.write_text("a file where the folder should be")
+    store = sqlite_module.SqliteMessageStore(blocker / "messages.sqlite3", "test", open_now=False)
+    with pytest.raises(StoreUnavailable, match="cannot create"):
+        store.check()
+    blocker.unlink()
+    store.check()  # opened now
+    message, created = store.accept("15550002222", "hello", None, None, datetime.now(UTC), max_queued=10)
+    assert created and message.text == "hello"
+    store.close()
+    with pytest.raises(StoreUnavailable, match="closed"):
+        store.check()

@@ -19,7 +19,7 @@ import logging
 
 from .bus import Bus
 from .config import Config
-from .messages import MessageStore, StoreUnavailable, open_store
+from .messages import MessageStore, StoreCorrupt, StoreUnavailable, open_store
 from .persistence.profile import private_dir
 from .session import Session
 
@@ -52,9 +52,18 @@ def build(config: Config) -> Parts:
         private_dir(config.session_dir)
         store = open_store(client_id=config.client_id, data_dir=config.session_dir,
                            database_url=config.database_url, timeout_s=config.database_timeout_s)
-    except (StoreUnavailable, OSError) as exc:
-        log.error("the message store cannot be opened; POST /messages answers 503 until it can: %s", exc)
+    except StoreCorrupt as exc:  # a person must look: it may hold accepted messages
+        log.error("the message store cannot be opened; POST /messages answers 503 until it is repaired: %s", exc)
         error = str(exc)
+    except (StoreUnavailable, OSError) as exc:
+        log.error("the message store cannot be opened yet; POST /messages answers 503 until it can: %s", exc)
+        if config.database_url:  # PostgreSQL itself is reached lazily: this is the folder
+            error = str(exc)
+        else:  # a full disk, a folder not writable yet: every call tries again (once a second at most)
+            from .messages.sqlite import SqliteMessageStore, default_path
+
+            store = SqliteMessageStore(default_path(config.session_dir, config.client_id), config.client_id,
+                                       busy_timeout_s=config.database_timeout_s, open_now=False)
     bus = Bus(config.client_id)
     return Parts(config, bus, store, error, Session(config, bus, store=store))
 

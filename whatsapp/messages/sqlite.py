@@ -6,6 +6,11 @@ used under a lock: every operation is a few index lookups, far shorter than the 
 second connection would add in SQLite's own locking, and `BEGIN IMMEDIATE` with a busy
 timeout covers another process opening the same file (the owner-only profile lock
 normally prevents that). The file and its WAL are owner-only (0o600).
+
+A store that could not be opened at start (a full disk, a folder not writable yet) is made
+with `open_now=False`: every call then tries to open it again (at most once a second) and
+raises StoreUnavailable meanwhile, so that the server accepts once the cause is gone,
+without a restart.
 """
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -26,6 +32,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 _MIN_VERSION = (3, 35, 0)  # RETURNING
 _CORRUPT = {"SQLITE_CORRUPT", "SQLITE_NOTADB"}
+REOPEN_EVERY_S = 1.0
 
 
 def default_path(data_dir: str | os.PathLike[str], client_id: str) -> Path:
@@ -51,7 +58,8 @@ class SqliteMessageStore(SqlStore):
     never replaced: it holds accepted messages), StoreUnavailable when it cannot be opened.
     `busy_timeout_s` bounds the wait for another process's write lock and for our own."""
 
-    def __init__(self, path: str | os.PathLike[str], client_id: str, *, busy_timeout_s: float = 5.0):
+    def __init__(self, path: str | os.PathLike[str], client_id: str, *, busy_timeout_s: float = 5.0,
+                 open_now: bool = True):
         super().__init__(client_id)
         if sqlite3.sqlite_version_info < _MIN_VERSION:
             raise StoreUnavailable(f"SQLite {sqlite3.sqlite_version} is too old for the message "
@@ -60,7 +68,10 @@ class SqliteMessageStore(SqlStore):
             raise ValueError("busy_timeout_s must be greater than 0")
         self.path, self.busy_timeout_s = Path(path), float(busy_timeout_s)
         self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = self._open()
+        self._closed = False
+        self._open_error: str | None = None
+        self._next_open = 0.0
+        self._conn: sqlite3.Connection | None = self._open() if open_now else None
 
     def __repr__(self) -> str:
         return f"SqliteMessageStore({str(self.path)!r}, {self.client_id!r})"
@@ -75,8 +86,11 @@ class SqliteMessageStore(SqlStore):
                 os.chmod(self.path, 0o600)
         except OSError as exc:
             raise StoreUnavailable(f"cannot create the message store {self.path}: {exc}") from exc
-        conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None,
-                               check_same_thread=False)  # shared under self._lock
+        try:
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None,
+                                   check_same_thread=False)  # shared under self._lock
+        except sqlite3.Error as exc:
+            raise self._mapped("open", exc) or StoreUnavailable(f"open: {exc}") from exc
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -125,9 +139,7 @@ class SqliteMessageStore(SqlStore):
             raise StoreUnavailable(f"{what}: the message store {self.path} stayed busy for "
                                    f"{self.busy_timeout_s:g} s")
         try:
-            conn = self._conn
-            if conn is None:
-                raise StoreUnavailable(f"{what}: the message store {self.path} is closed")
+            conn = self._conn or self._reopen(what)
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
@@ -146,12 +158,25 @@ class SqliteMessageStore(SqlStore):
         finally:
             self._lock.release()
 
+    def _reopen(self, what: str) -> sqlite3.Connection:
+        """Open a store made with `open_now=False` (under the lock); StoreUnavailable until it opens."""
+        if self._closed:
+            raise StoreUnavailable(f"{what}: the message store {self.path} is closed")
+        if time.monotonic() < self._next_open:
+            raise StoreUnavailable(f"{what}: the message store could not be opened: {self._open_error}")
+        try:
+            self._conn = self._open()
+        except StoreUnavailable as exc:
+            self._open_error, self._next_open = str(exc), time.monotonic() + REOPEN_EVERY_S
+            raise
+        return self._conn
+
     def check(self) -> None:
         self._transaction("check the store", lambda tx: tx.execute("SELECT 1").fetchone())
 
     def close(self) -> None:
         with self._lock:
-            conn, self._conn = self._conn, None
+            conn, self._conn, self._closed = self._conn, None, True
         if conn is not None:
             conn.close()  # the last connection: SQLite checkpoints the WAL into the file
 
