@@ -10,6 +10,8 @@ Contract:
   yet (0o600, never through a link), fsynced; `copy_stream` returns the size and sha256 of
   the bytes written, so a copy is checked without reading it twice.
 - `remove_tree(path)` removes what it can and logs what it could not; it never raises.
+- `room_for_chromium(path)` is None when the disk holding `path` has room for Chromium to
+  load WhatsApp Web, else why not (see MIN_FREE_BYTES).
 """
 from __future__ import annotations
 
@@ -25,6 +27,23 @@ from typing import IO
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
+# Chromium rewrites the login's storage as it starts and as a page loads (LevelDB logs,
+# Local State); on a disk without room it can lose what it could not write, or load the page
+# without its keys, and a QR shows (the soak's findings, seeds 1919 and 19). Below this much
+# free space neither a launch nor a page load is started.
+MIN_FREE_BYTES = 64 << 20
+
+
+def room_for_chromium(path: Path) -> str | None:
+    """None when at least MIN_FREE_BYTES are free on the disk of `path`, else why not."""
+    try:
+        free = shutil.disk_usage(path).free
+    except OSError as exc:
+        return f"the free space of {path} cannot be read: {exc}"
+    if free >= MIN_FREE_BYTES:
+        return None
+    return (f"only {free >> 20} MiB free in {path}: Chromium could lose the login writing to a full disk; "
+            f"it loads WhatsApp Web again once {MIN_FREE_BYTES >> 20} MiB are free")
 
 
 def private_dir(path: Path) -> Path:

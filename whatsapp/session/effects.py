@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import shutil
 import socket
 import threading
 import time
@@ -29,6 +28,7 @@ from ..config import Config
 from ..failures import Failure, LaunchFailed, ProfileLocked, classify
 from ..messages import IncomingMessage, MessageStore, OutgoingMessage, StoreUnavailable
 from ..persistence.backups import BackupError
+from ..persistence.files import room_for_chromium
 from ..persistence.keeper import Keeper
 from ..persistence.profile import ProfileLock, has_login, private_dir
 from ..states import utcnow
@@ -47,11 +47,6 @@ LOG_OUT_S = 8.0
 # What a driver call may raise when the browser side fails (runtime.md's table); anything
 # else from a driver call is a bug.
 DRIVER_ERRORS = (WebDriverException, urllib3.exceptions.HTTPError, OSError)
-# Chromium rewrites the login's storage as it starts (LevelDB logs, Local State); on a disk
-# without room it can lose what it could not write, and the next start shows a QR (the
-# soak's finding, seed 1919). Below this much free space a launch waits (a transient failure:
-# the reconnect schedule, then WHATSAPP_FAILED_RETRY_S) instead.
-MIN_FREE_BYTES = 64 << 20
 
 
 class Effects:
@@ -66,7 +61,8 @@ class Effects:
                                      open_chat_path=config.session_dir / f"session-{config.client_id}.open-chat.json")
             self.sender = Sender(store, config.web_url, ttl_s=config.message_ttl_s,
                                  open_timeout_s=min(60.0, config.page_timeout_s + 15.0),
-                                 publish=self.publish, on_open=self.receiver.opened)
+                                 publish=self.publish, on_open=self.receiver.opened,
+                                 no_room=lambda: room_for_chromium(config.session_dir))
         self._store_down = False
         profile = config.profile_dir
         self.profile_dir = profile.resolve() if profile.is_absolute() else profile.absolute()
@@ -133,10 +129,9 @@ class Effects:
         self.keeper.check_owner()
         sweep_orphans(self.profile_dir)
         clear_stale_singleton(self.profile_dir, self._hostname)
-        free = shutil.disk_usage(self.config.session_dir).free
-        if free < MIN_FREE_BYTES:
-            raise LaunchFailed(f"only {free >> 20} MiB free in {self.config.session_dir}: Chromium could lose the "
-                               f"login writing to a full disk; it starts once {MIN_FREE_BYTES >> 20} MiB are free")
+        # No room: a transient failure (the reconnect schedule, then WHATSAPP_FAILED_RETRY_S).
+        if (no_room := room_for_chromium(self.config.session_dir)) is not None:
+            raise LaunchFailed(no_room)
         self.keeper.before_launch(self.profile_dir)
         private_dir(self.profile_dir)
         started = time.monotonic()

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 CONFIRM_S = 10.0        # typed -> the outgoing row appears (with the clock or a tick)
 TICK_S = 5.0            # the row appeared on the clock -> the first tick, before moving on
 CLOCK_RECHECK_S = 60.0  # a message left on the clock is looked at again in its chat after this
+NO_ROOM_RECHECK_S = 2.0  # no room on the disk for a page load: how often sending looks again
 ACKS = {"sent": Status.SENT, "delivered": Status.DELIVERED, "read": Status.READ}
 
 Publish = Callable[[str, OutgoingMessage], None]
@@ -45,9 +46,11 @@ Publish = Callable[[str, OutgoingMessage], None]
 class Sender:
     def __init__(self, store: MessageStore, web_url: str, *, ttl_s: float, open_timeout_s: float,
                  publish: Publish, on_open: Callable[[tuple[chat.UnreadChat, ...], chat.OpenChat], None],
-                 clock: Callable[[], datetime] = utcnow):
+                 no_room: Callable[[], str | None] = lambda: None, clock: Callable[[], datetime] = utcnow):
         """`on_open(unread_before, view)` is told of every chat this opens (the receiver must
-        know which of its rows were unread: opening a chat marks them read)."""
+        know which of its rows were unread: opening a chat marks them read). `no_room()` says
+        why the disk has no room for a page load, or None: sending waits meanwhile, since
+        opening a new chat loads the page (`files.room_for_chromium`)."""
         self.store = store
         self.on_open = on_open
         self.web_url = web_url
@@ -55,11 +58,23 @@ class Sender:
         self.open_timeout_s = open_timeout_s
         self.publish = publish
         self.clock = clock
+        self.no_room = no_room
+        self._held: str | None = None  # why sending waited at the last step
         self._clocked: dict[str, float] = {}  # message id -> when it was last seen on the clock
 
     def step(self, driver) -> float | None:
         """Handle one message. Returns when to look again: 0 (more to do now), seconds (only
-        messages on the clock are left: look at them then), or None (nothing left)."""
+        messages on the clock are left, or no room on the disk for a page load: look again
+        then), or None (nothing left)."""
+        held = self.no_room()
+        if bool(held) != bool(self._held):  # logged when it begins and ends, not at every look
+            if held:
+                log.warning("sending waits: %s", held)
+            else:
+                log.info("sending goes on: there is room on the disk again")
+        self._held = held
+        if held:
+            return NO_ROOM_RECHECK_S
         clocked = []
         for waiting in self.store.in_flight():
             if not self._on_the_clock(waiting):
