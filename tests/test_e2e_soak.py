@@ -10,7 +10,6 @@ reason otherwise.
 """
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import psutil
@@ -25,9 +24,10 @@ MIX = "partition=3,kill-server=2,term-server=1,kill-chromium=1,disk-full=2,outag
 RECOVERY_S, DRAIN_S = 120.0, 90.0
 
 
-def ours(proc: psutil.Process) -> bool:
+def of_run(proc: psutil.Process, workdir: Path) -> bool:
+    """A process of the run: its command line names the run's own folder."""
     try:
-        return "whatsapp-soak-" in " ".join(proc.cmdline())
+        return str(workdir) in " ".join(proc.cmdline())
     except psutil.Error:
         return False
 
@@ -41,11 +41,8 @@ def test_the_schedule_is_short_and_repeatable():
 
 
 def test_a_short_soak_keeps_every_promise_and_leaves_nothing_behind():
-    namespaces_before = set(partition.namespaces())
-    # Only this run's leftovers count: another run killed mid-way (its teardown never ran) may
-    # have left its own on this machine.
-    mounts_before = set(disk.mounted_under(Path(tempfile.gettempdir())))
-    processes_before = {p.pid for p in psutil.process_iter() if ours(p)}
+    # Only this run's leftovers count: another soak may run beside it, or one killed mid-way
+    # (its teardown never ran) may have left its own on this machine.
     lines: list[str] = []
     settings = runner.Settings(cycles=CYCLES, seed=SEED, faults=MIX, recovery_s=RECOVERY_S, drain_s=DRAIN_S,
                                require_isolation=True, keep_logs=False, log=lines.append)
@@ -53,11 +50,10 @@ def test_a_short_soak_keeps_every_promise_and_leaves_nothing_behind():
         result = runner.run(settings)
     except partition.Unavailable as exc:
         pytest.skip(f"the soak needs network namespaces and a tmpfs (root): {exc}")
-    assert set(partition.namespaces()) <= namespaces_before, "a network namespace was left behind"
-    mounts_left = set(disk.mounted_under(Path(tempfile.gettempdir()))) - mounts_before
-    assert not [m for m in mounts_left if "whatsapp-soak-" in m], "a tmpfs of the soak was left mounted"
-    assert not [p.pid for p in psutil.process_iter() if ours(p) and p.pid not in processes_before], \
-        "a process of the soak was left behind"
+    assert result.workdir is not None and result.namespace is not None
+    assert result.namespace not in partition.namespaces(), "the network namespace was left behind"
+    assert not disk.mounted_under(result.workdir), "the tmpfs was left mounted"
+    assert not [p.pid for p in psutil.process_iter() if of_run(p, result.workdir)], "a process was left behind"
     log = "\n".join(lines[-60:])
     assert result.ok, "\n".join(result.violations) + "\n--- soak log ---\n" + log
     figures = result.figures

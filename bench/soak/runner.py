@@ -68,6 +68,8 @@ class Result:
     figures: dict
     cycles: list[dict]
     notes: list[str]
+    workdir: Path | None = None          # the run's folder (removed): its processes name it
+    namespace: str | None = None         # the run's network namespace (deleted), if it had one
 
 
 class Soak:
@@ -105,6 +107,7 @@ class Soak:
         self.incoming: Incoming | None = None
         self.final: dict = {}
         self.web_url = ""
+        self.namespace: str | None = None
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -247,7 +250,7 @@ class Soak:
 
     def _teardown(self) -> None:
         problems = []
-        ns_name = self.net.name if self.net is not None and self.net.index is not None else None
+        ns_name = self.namespace = self.net.name if self.net is not None and self.net.index is not None else None
         steps: list[tuple[str, Callable[[], object]]] = [
             ("resume stopped processes", lambda: resume(self)),
             ("heal the partition", lambda: self.net.heal() if self.net and self.net.partitioned else None),
@@ -322,4 +325,5 @@ def run(settings: Settings) -> Result:
     finally:
         soak.teardown()
     from .report import figures
-    return Result(settings, not soak.violations, soak.violations, figures(soak), soak.records, soak.notes)
+    return Result(settings, not soak.violations, soak.violations, figures(soak), soak.records, soak.notes,
+                  soak.workdir, soak.namespace)
