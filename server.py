@@ -21,6 +21,9 @@ def main() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _terminate)
+    # Ctrl+C as well, set here: a shell that starts a command in the background (`make run &`,
+    # nohup, CI runners) hands it SIGINT ignored, and Python then never raises KeyboardInterrupt.
+    signal.signal(signal.SIGINT, _terminate)
     start_services(app)
     try:
         app.run(host="0.0.0.0", port=app.config["WHATSAPP"].port, threaded=True,

@@ -360,11 +360,16 @@ def test_sigterm_with_event_stream_open_exits_promptly(servers, sim):
 
 # -- 7. the development server: Ctrl+C and SIGTERM -------------------------------------------------
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_dev_server_stops_browser_on_signal(sim, tmp_path, signum):
+@pytest.mark.parametrize("signum, background", [(signal.SIGINT, False), (signal.SIGINT, True), (signal.SIGTERM, False)],
+                         ids=["ctrl-c", "ctrl-c-started-in-the-background", "sigterm"])
+def test_dev_server_stops_browser_on_signal(sim, tmp_path, signum, background):
+    """`background`: started as a shell starts `cmd &` (or nohup does), with SIGINT ignored,
+    which Python keeps: Ctrl+C must stop it all the same."""
     port = free_port()
-    server = ServerProcess(tmp_path / "data", sim_env(sim), port=port,
-                           command=[sys.executable, "server.py"])
+    command = [sys.executable, "server.py"]
+    if background:
+        command = ["sh", "-c", 'trap "" INT; exec "$0" "$@"', *command]
+    server = ServerProcess(tmp_path / "data", sim_env(sim), port=port, command=command)
     with server:
         server.wait_status(lambda s: s["status"] == "qr", timeout=60, message="a QR")
         tree = descendants(server.proc.pid)
