@@ -133,7 +133,7 @@ def accept():
         raise ApiError(422, f"This Idempotency-Key was used for another message ({exc.message.id}) "
                        "with a different body.", "idempotency_mismatch") from None
     if created:
-        session.outbox_changed()
+        session.outbox_changed(queued=1)
     return ACCEPT.reply(202 if created else 200, message.to_json(), {"Location": f"{PATH}/{message.id}"})
 
 
@@ -160,7 +160,7 @@ def cancel(message_id: str):
         raise ApiError(409, f"Message {message_id} is {exc.message.status.value}: only a queued message "
                        "can be cancelled.", "not_cancellable") from None
     _parts()["bus"].publish("message_failed", **message.to_json())
-    _parts()["session"].outbox_changed()
+    _parts()["session"].outbox_changed(queued=-1)
     return CANCEL.reply(200, message.to_json())
 
 

@@ -1,11 +1,13 @@
 """What the owner thread knows of the outbox without asking the store each time.
 
 `/status` and `/metrics` read `status()`: counts kept from the last count (by the owner
-after each send step and by each accept), never a query of their own, with the oldest
-message's age running on from then. `waiting` tells the machine whether there is anything
-to send (set by an accept, cleared when a send step finds nothing left). `housekeeping()`
-expires messages queued past WHATSAPP_MESSAGE_TTL_S (in any status: they may have waited
-for a session that never came back) and prunes old idempotency keys, once a minute.
+after each send step and once per burst of accepts), never a query of their own, with the
+oldest message's age running on from then; an accept or a cancel adjusts them at once
+(`adjust`, no I/O), so that the answer to a POST is not held up by a second transaction.
+`waiting` tells the machine whether there is anything to send (set by an accept, cleared
+when a send step finds nothing left). `housekeeping()` expires messages queued past
+WHATSAPP_MESSAGE_TTL_S (in any status: they may have waited for a session that never came
+back) and prunes old idempotency keys, once a minute.
 """
 from __future__ import annotations
 
@@ -38,6 +40,14 @@ class Outbox:
         age = counts.get("oldestQueuedAgeS")
         return {"queued": counts.get("queued", 0), "sending": counts.get("sending", 0),
                 "oldestQueuedAgeS": None if age is None else round(age + time.monotonic() - counted_at, 3)}
+
+    def adjust(self, queued: int) -> None:
+        """A message was queued (+1) or cancelled (-1) just now: the counts until the next count."""
+        counts = dict(self._counts)
+        counts["queued"] = max(0, int(counts.get("queued") or 0) + queued)
+        if counts.get("oldestQueuedAgeS") is None and counts["queued"]:
+            counts["oldestQueuedAgeS"], self._counted_at = 0.0, time.monotonic()
+        self._counts = counts
 
     def count(self) -> None:
         """Count again (any thread); the last counts stay when the store does not answer."""

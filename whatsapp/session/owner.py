@@ -81,6 +81,8 @@ class Session:
         self.outbox = Outbox(store, config.message_ttl_s, self.effects.publish)
         self._snapshot = Snapshot(max_reconnect_attempts=config.reconnect_max_attempts)
         self._queue: queue.Queue[_Pending | object] = queue.Queue()
+        self._poke_lock = threading.Lock()
+        self._poked = False  # a poke is in the queue: later accepts need not add one
         self._thread: threading.Thread | None = None
         self._stop_calls = itertools.count()  # next() is atomic: a second SIGTERM inside the first
         self._stopping = False
@@ -103,10 +105,15 @@ class Session:
         """The outbox's counts for /status and /metrics (no I/O)."""
         return self.outbox.status()
 
-    def outbox_changed(self) -> None:
-        """A message was accepted or cancelled (any thread): refresh the counts, wake the owner."""
+    def outbox_changed(self, queued: int = 0) -> None:
+        """A message was accepted (`queued` +1) or cancelled (-1), any thread: the counts are
+        adjusted now and the owner is woken, once for a burst (it counts again then)."""
         self.outbox.waiting = True
-        self.outbox.count()
+        self.outbox.adjust(queued)
+        with self._poke_lock:
+            if self._poked:
+                return
+            self._poked = True
         self._queue.put(_POKE)
 
     def note_qr_viewed(self) -> None:
@@ -218,6 +225,9 @@ class Session:
                 if time.monotonic() >= self.outbox.housekeeping_at:
                     self.outbox.housekeeping()
                 if pending is _POKE:
+                    with self._poke_lock:
+                        self._poked = False  # a later accept wakes the owner again
+                    self.outbox.count()
                     self.outbox.waiting = True
                     self._dispatch(S.OutboxChanged())
                 elif isinstance(pending, _Pending):
