@@ -69,17 +69,21 @@ def _shared_pages(pid: int) -> dict:
     return found
 
 
+def _gunicorn_pids(server: ServerProcess) -> set[int]:
+    """gunicorn's master and its worker(s); empty when the master is gone."""
+    try:
+        master = psutil.Process(server.proc.pid)
+        return {master.pid} | {c.pid for c in master.children()}
+    except psutil.Error:
+        return set()
+
+
 def pss_breakdown(server: ServerProcess) -> dict:
     """Memory in MiB of the server and its browser tree: PSS by process kind, USS, and the
     footprint the tree would have alone on a machine (private pages plus every shared page
     counted once): on a shared machine PSS is lower, other people's Chromium processes take
     part of the shared pages (the Chromium binary, fonts, libraries)."""
-    procs = server_tree(server)
-    try:
-        master = psutil.Process(server.proc.pid)
-        gunicorn_pids = {master.pid} | {c.pid for c in master.children()}
-    except psutil.Error:
-        gunicorn_pids = set()
+    procs, gunicorn_pids = server_tree(server), _gunicorn_pids(server)
     by_kind: dict[str, float] = {}
     uss = 0.0
     shared: dict = {}
@@ -108,12 +112,7 @@ def footprint(server: ServerProcess) -> dict:
     of the browser tree, the tree's USS (its private pages: unlike PSS, not lowered when other
     Chromium processes on the machine share the binary's pages), the number of browser
     processes by kind, and the worker's open files and threads (None when unreadable)."""
-    procs = server_tree(server)
-    try:
-        master = psutil.Process(server.proc.pid)
-        gunicorn_pids = {master.pid} | {c.pid for c in master.children()}
-    except psutil.Error:
-        gunicorn_pids = set()
+    procs, gunicorn_pids = server_tree(server), _gunicorn_pids(server)
     sums = {"server": 0.0, "browser": 0.0, "browser_uss": 0.0}
     count = 0
     kinds: dict[str, int] = {}
