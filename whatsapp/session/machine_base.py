@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from ..backoff import Backoff
+from ..config import Config
 from ..failures import Failure
 from ..states import Account, Status
 from ..web.page import PageState
@@ -41,18 +42,20 @@ class Phase(enum.Enum):
 
 @dataclasses.dataclass(frozen=True)
 class Timing:
-    startup_timeout_s: float = 90.0
-    sync_timeout_s: float = 300.0
-    page_timeout_s: float = 30.0
-    monitor_interval_s: float = 30.0
-    failed_retry_s: float = 300.0
-    reconnect_step_s: float = 5.0
-    reconnect_max_delay_s: float = 30.0
-    reconnect_max_attempts: int = 5
-    send_interval_s: float = 2.0
+    """The configuration's timings the machine decides by; the defaults are Config's own."""
+
+    startup_timeout_s: float = Config.startup_timeout_s
+    sync_timeout_s: float = Config.sync_timeout_s
+    page_timeout_s: float = Config.page_timeout_s
+    monitor_interval_s: float = Config.monitor_interval_s
+    failed_retry_s: float = Config.failed_retry_s
+    reconnect_step_s: float = Config.reconnect_step_s
+    reconnect_max_delay_s: float = Config.reconnect_max_delay_s
+    reconnect_max_attempts: int = Config.reconnect_max_attempts
+    send_interval_s: float = Config.send_interval_s
 
     @classmethod
-    def from_config(cls, config) -> Timing:
+    def from_config(cls, config: Config) -> Timing:
         return cls(**{f.name: getattr(config, f.name) for f in dataclasses.fields(cls)})
 
 
