@@ -65,10 +65,48 @@ def processes_on_profile(profile_dir: Path) -> list[psutil.Process]:
     """Every Chromium process whose command line holds this profile's --user-data-dir."""
     arg = profile_arg(profile_dir)
     found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        if arg in (proc.info["cmdline"] or []):
+    for pid in _pids_with_argument(arg):
+        proc = _process(pid)
+        if proc is not None:
             found.append(proc)
     return found
+
+
+def _pids_with_argument(arg: str) -> list[int]:
+    """Pids whose command line has `arg` as one of its arguments.
+
+    Runs before every launch, so it reads /proc/<pid>/cmdline directly: a process_iter over
+    psutil objects took ~80 ms of the start on a machine with 64 processes (it reads more
+    files per process and builds objects for all of them). Elsewhere, psutil.
+    """
+    try:
+        entries = os.scandir("/proc")
+    except OSError:
+        return [proc.pid for proc in psutil.process_iter(["cmdline"]) if arg in (proc.info["cmdline"] or [])]
+    wanted = os.fsencode(arg)
+    pids = []
+    with entries:
+        for entry in entries:
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/cmdline", "rb") as f:
+                    data = f.read()
+            except OSError:  # gone meanwhile, or not ours to read
+                continue
+            if wanted in _split_cmdline(data):
+                pids.append(int(entry.name))
+    return pids
+
+
+def _split_cmdline(data: bytes) -> list[bytes]:
+    """argv from /proc/<pid>/cmdline, as psutil splits it: Chromium's zygote children rewrite
+    theirs into one space-separated string."""
+    sep = b"\0" if data.endswith(b"\0") else b" "
+    argv = data.removesuffix(sep).split(sep)
+    if sep == b"\0" and len(argv) == 1 and b" " in data:
+        argv = data.removesuffix(sep).split(b" ")
+    return argv
 
 
 def sweep_orphans(profile_dir: Path, gentle_s: float = 3.0) -> int:
