@@ -67,6 +67,10 @@ def post_fork(server, worker):
     """Start the session in the worker right after the fork, before the app is imported:
     Chromium launches while Flask and the API load (whatsapp/early.py). `create_app` takes
     the running session over; `post_worker_init` then starts the rest."""
+    from whatsapp.web import version
+
+    # First: on a first start it runs `chromium --version` (~0.15 s) while the rest imports.
+    version.warm_up_soon(_config.chrome_bin, _config.session_dir)
     from whatsapp import configure_logging, early
 
     configure_logging(_config)  # before the session's first line (the store it opens)

@@ -160,3 +160,19 @@ def test_a_bug_in_an_action_goes_to_failed_and_the_thread_lives_on(session):
     due = running.machine.due
     assert due is not None and due - time.monotonic() > 60, "not retried at once (after WHATSAPP_FAILED_RETRY_S)"
     assert running.submit("initialize", timeout=5) == "Starting the session.", "the owner lives on"
+
+
+def test_an_idle_owner_is_settled_at_once(session):
+    running = session(FakeEffects(), auto_init=False)
+    assert running.wait_settled(5)
+
+
+def test_the_start_is_not_settled_while_its_launch_runs_before_chromium_starts(session):
+    # The fake launch never reaches Browser.launch's `starting` hook: held, the owner is busy
+    # with its own work, and post_fork's wait must time out (bounded) rather than return.
+    effects = FakeEffects(hold=S.Launch, in_driver=False)
+    running = session(effects, auto_init=True)
+    assert effects.holding.wait(5)
+    assert not running.wait_settled(0.3)
+    effects.release.set()
+    assert running.wait_settled(5), "idle again after the launch"

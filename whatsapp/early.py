@@ -68,12 +68,22 @@ def build(config: Config) -> Parts:
     return Parts(config, bus, store, error, Session(config, bus, store=store))
 
 
-def start(config: Config) -> Parts:
-    """Build the parts and start the session now (in the serving process)."""
+# How long `start` waits for the session to reach Chromium's own start. Before that the
+# session thread does ~50 ms of short reads (lock, orphans, profile markers, chromedriver's
+# spawn); run beside the app's import, each read waits up to 5 ms for the interpreter, which
+# made that part ~0.3 s (issue 20). A restore from a backup may take longer: the bound
+# keeps /status from waiting for it.
+SETTLE_S = 1.0
+
+
+def start(config: Config, settle_s: float = SETTLE_S) -> Parts:
+    """Build the parts and start the session now (in the serving process); return once the
+    session has asked for the browser (or waits for a command), or after `settle_s`."""
     global _started
     parts = build(config)
     parts.session.start()
     _started = parts
+    parts.session.wait_settled(settle_s)
     return parts
 
 

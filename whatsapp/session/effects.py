@@ -50,8 +50,10 @@ DRIVER_ERRORS = (WebDriverException, urllib3.exceptions.HTTPError, OSError)
 
 
 class Effects:
-    def __init__(self, config: Config, keeper: Keeper, bus: Bus | None = None, store: MessageStore | None = None):
+    def __init__(self, config: Config, keeper: Keeper, bus: Bus | None = None, store: MessageStore | None = None,
+                 on_browser_starting: Callable[[], None] = lambda: None):
         self.config = config
+        self.on_browser_starting = on_browser_starting  # called when a launch asks for the new session
         self.keeper = keeper
         self.bus = bus or Bus(config.client_id)
         self.store = store
@@ -135,7 +137,8 @@ class Effects:
         self.keeper.before_launch(self.profile_dir)
         private_dir(self.profile_dir)
         started = time.monotonic()
-        browser = Browser.launch(self.config, self.profile_dir, self.config.session_dir / "chromedriver.log")
+        browser = Browser.launch(self.config, self.profile_dir, self.config.session_dir / "chromedriver.log",
+                                 starting=self.on_browser_starting)
         with self._guard:
             self._browser, self.killed = browser, False
         if self.receiver is not None:

@@ -19,7 +19,7 @@ from ..config import Config
 from ..messages import MessageStore
 from ..persistence.keeper import Keeper
 from ..states import Snapshot, utcnow
-from ..web.browser import warm_up
+from ..web import version
 from . import steps as S
 from .effects import Effects
 from .machine import Machine, Timing
@@ -77,7 +77,10 @@ class Session:
         self.keeper = keeper or Keeper(config, bus)
         self.store = store
         self.machine = Machine(Timing.from_config(config))
-        self.effects = Effects(config, self.keeper, bus, store)
+        # Set when the owner's start has done its own work: the browser is starting (the new
+        # session is asked of chromedriver) or the owner waits for a command. See `wait_settled`.
+        self._settled = threading.Event()
+        self.effects = Effects(config, self.keeper, bus, store, on_browser_starting=self._settled.set)
         self.outbox = Outbox(store, config.message_ttl_s, self.effects.publish)
         self._snapshot = Snapshot(max_reconnect_attempts=config.reconnect_max_attempts)
         self._queue: queue.Queue[_Pending | object] = queue.Queue()
@@ -131,15 +134,25 @@ class Session:
             return
         self.effects.prepare()
         # The user agent needs Chromium's version (`chromium --version` via Debian's wrapper,
-        # ~0.15 s): learn it now, off the first launch's path.
-        threading.Thread(target=warm_up, args=(self.config,), name="chromium-version", daemon=True).start()
+        # ~0.15 s, on a first start): learn it now, off the first launch's path (gunicorn's
+        # post_fork began it already).
+        version.warm_up_soon(self.config.chrome_bin, self.config.session_dir)
         self.keeper.start()
         self._snapshot = self._snapshot.replace(has_session=self.effects.saved_login())
         self.outbox.start()
+        if self.config.auto_init:  # queued first: the thread must not look idle before it
+            self._queue.put(_Pending(S.Command.INITIALIZE))
         self._thread = threading.Thread(target=self._run, name="whatsapp-session", daemon=True)
         self._thread.start()
-        if self.config.auto_init:
-            self._queue.put(_Pending(S.Command.INITIALIZE))
+
+    def wait_settled(self, timeout: float) -> bool:
+        """Block until the start has done the owner's own work (at most `timeout`): Chromium is
+        starting, or the owner waits for a command. True if it got there.
+
+        gunicorn's post_fork waits for this before the worker imports the app: the owner's
+        part before the launch is many short file reads, and each costs up to the
+        interpreter's switch interval (5 ms) to resume while another thread imports (issue 20)."""
+        return self._settled.wait(timeout)
 
     def submit(self, name: str, timeout: float) -> str:
         """Run a command on the owner thread; raises ShuttingDown, TimeoutError or CommandError."""
@@ -218,8 +231,11 @@ class Session:
                 due = self.machine.due
                 chores = self.outbox.housekeeping_at
                 wake = chores if due is None else min(due, chores)
+                wait = max(0.0, wake - time.monotonic())
+                if wait > 0 and self._queue.empty():  # idle: nothing asked, nothing due now
+                    self._settled.set()
                 try:
-                    pending = self._queue.get(timeout=max(0.0, wake - time.monotonic()))
+                    pending = self._queue.get(timeout=wait)
                 except queue.Empty:
                     pending = None
                 if time.monotonic() >= self.outbox.housekeeping_at:

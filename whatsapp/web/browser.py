@@ -15,14 +15,22 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
-from selenium import webdriver
 from selenium.common.exceptions import WebDriverException
+from selenium.webdriver.chrome.options import Options as ChromeOptions
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.chromium.remote_connection import ChromiumRemoteConnection
 from selenium.webdriver.remote.client_config import ClientConfig
+
+# Imported here, not through `selenium.webdriver.Remote`: that name is loaded on first use,
+# and its module (with its BiDi and websocket parts) takes ~0.12 s to import. On first use
+# it would be imported by the session's thread between chromedriver's spawn and the new
+# session, while the worker's main thread imports Flask (both slower for sharing the GIL);
+# at import time it is loaded in gunicorn's post_fork, before anything else runs (issue 20).
+from selenium.webdriver.remote.webdriver import WebDriver
 
 from ..config import Config
 from ..failures import LaunchFailed
@@ -55,19 +63,15 @@ BASE_ARGS = (
     # or cost more.
     "--renderer-process-limit=1",
 )
-CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "chrome")
 LOG_MAX_BYTES = 2 << 20
 UI_LANGUAGE = "en-US"
 
 
 def find_chrome(config: Config) -> str:
-    if config.chrome_bin:
-        return config.chrome_bin
-    for name in CHROMIUM_NAMES:
-        found = shutil.which(name)
-        if found:
-            return found
-    raise LaunchFailed("no Chromium found: install chromium or set CHROME_BIN")
+    found = version.which_chrome(config.chrome_bin)
+    if found is None:
+        raise LaunchFailed("no Chromium found: install chromium or set CHROME_BIN")
+    return found
 
 
 def find_chromedriver(config: Config) -> str:
@@ -91,15 +95,7 @@ def chrome_major_version(chrome_bin: str, cache: Path | None = None) -> int | No
 
 
 def version_cache(config: Config) -> Path:
-    return config.session_dir / "chromium-version.json"
-
-
-def warm_up(config: Config) -> None:
-    """Find the binaries and Chromium's version ahead of the first launch (cached)."""
-    try:
-        chrome_major_version(find_chrome(config), version_cache(config))
-    except LaunchFailed:
-        pass  # reported by the launch itself
+    return version.cache_path(config.session_dir)
 
 
 def user_agent(config: Config, chrome_bin: str) -> str:
@@ -111,8 +107,8 @@ def user_agent(config: Config, chrome_bin: str) -> str:
             f"Chrome/{major}.0.0.0 Safari/537.36")
 
 
-def chrome_options(config: Config, chrome_bin: str, profile_dir: Path) -> webdriver.ChromeOptions:
-    options = webdriver.ChromeOptions()
+def chrome_options(config: Config, chrome_bin: str, profile_dir: Path) -> ChromeOptions:
+    options = ChromeOptions()
     options.binary_location = chrome_bin
     if config.headless:
         options.add_argument("--headless=new")
@@ -132,7 +128,7 @@ def chrome_options(config: Config, chrome_bin: str, profile_dir: Path) -> webdri
 class Browser:
     """One running chromedriver + Chromium tree. Only the owner thread calls `driver`."""
 
-    def __init__(self, driver: webdriver.Remote, service: Service, profile_dir: Path, log_path: Path):
+    def __init__(self, driver: WebDriver, service: Service, profile_dir: Path, log_path: Path):
         self.driver = driver
         self.service = service
         self.profile_dir = profile_dir
@@ -140,7 +136,10 @@ class Browser:
         self.pgid = service.process.pid  # chromedriver leads its own process group
 
     @classmethod
-    def launch(cls, config: Config, profile_dir: Path, log_path: Path) -> Browser:
+    def launch(cls, config: Config, profile_dir: Path, log_path: Path,
+               starting: Callable[[], None] = lambda: None) -> Browser:
+        """Start chromedriver and Chromium on `profile_dir`; `starting` is called just before
+        the new session is asked for (Chromium's own start follows: nothing left for Python)."""
         chrome_bin, driver_path = find_chrome(config), find_chromedriver(config)
         # chromedriver would create its log with the umask's mode: the data folder is owner-only.
         # chromedriver truncates its --log-path: keep the previous launch's log (a failed
@@ -164,9 +163,10 @@ class Browser:
             init_args_for_pool_manager={"init_args_for_pool_manager": {"retries": False}})
         executor = ChromiumRemoteConnection(remote_server_addr=service.service_url, vendor_prefix="goog",
                                             browser_name="chrome", client_config=client)
+        options = chrome_options(config, chrome_bin, profile_dir)
+        starting()
         try:
-            driver = webdriver.Remote(command_executor=executor,
-                                      options=chrome_options(config, chrome_bin, profile_dir))
+            driver = WebDriver(command_executor=executor, options=options)
         except Exception as exc:
             kill_group(service.process.pid)
             detail = getattr(exc, "msg", None) or str(exc)

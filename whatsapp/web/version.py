@@ -5,7 +5,9 @@ path of every start (the user agent is a command-line flag). The answer is kept 
 `<data dir>/chromium-version.json` beside the identity of the binary (path, size, mtime
 and inode of it, and of every executable an interpreter script names: the wrapper's
 `/usr/lib/chromium/chromium`), so a restart reads a small file, and an upgrade of the
-package (a new binary) is noticed and read afresh.
+package (a new binary) is noticed and read afresh. On a first start (no cache yet) the read
+runs on a thread from the worker's first line (`warm_up_soon`), while the session's code
+imports, and the launch waits for that same read instead of starting another.
 """
 from __future__ import annotations
 
@@ -13,13 +15,52 @@ import json
 import logging
 import os
 import re
+import shutil
 import subprocess
+import threading
 from functools import lru_cache
 from pathlib import Path
 
 from ..persistence.files import write_atomic
 
 log = logging.getLogger(__name__)
+
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "chrome")
+_lock = threading.Lock()  # one read at a time: a second caller gets the first one's answer
+_warming: threading.Thread | None = None
+
+
+def which_chrome(chrome_bin: str | None) -> str | None:
+    """CHROME_BIN when set, else the first Chromium on PATH; None when there is none."""
+    if chrome_bin:
+        return chrome_bin
+    for name in CHROMIUM_NAMES:
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def cache_path(session_dir: Path) -> Path:
+    return session_dir / "chromium-version.json"
+
+
+def warm_up(chrome_bin: str | None, session_dir: Path) -> None:
+    """Learn Chromium's version now (from the cache, or by asking it), for a launch to come."""
+    found = which_chrome(chrome_bin)
+    if found:
+        major_version(found, cache_path(session_dir))
+
+
+def warm_up_soon(chrome_bin: str | None, session_dir: Path) -> None:
+    """`warm_up` on a thread of its own, once per process."""
+    global _warming
+    with _lock:
+        if _warming is not None:
+            return
+        _warming = threading.Thread(target=warm_up, args=(chrome_bin, session_dir), name="chromium-version",
+                                    daemon=True)
+    _warming.start()
 
 _PATHS_IN_SCRIPT = re.compile(r"(/[\w./+-]+)")
 _ASSIGNMENT = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=([^\s;\"'`]+)\s*$", re.MULTILINE)
@@ -62,7 +103,8 @@ def identity(chrome_bin: str) -> list[list]:
 def major_version(chrome_bin: str, cache: Path | None = None) -> int | None:
     """The major version (156), from the cache file when its identity still matches; None
     when Chromium does not say."""
-    return _major(chrome_bin, str(cache) if cache else "")
+    with _lock:
+        return _major(chrome_bin, str(cache) if cache else "")
 
 
 @lru_cache(maxsize=8)
