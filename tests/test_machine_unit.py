@@ -480,6 +480,34 @@ def test_sends_and_reads_take_turns_and_probes_are_never_starved():
         "a probe waits behind one step at most"
 
 
+def test_a_change_the_page_tells_of_is_read_soon_but_never_more_often_than_the_gap():
+    from whatsapp.session.machine_base import RECEIVE_GAP_S, RECEIVE_POLL_S
+
+    world = ready_world(receiving=True, timing=Timing(monitor_interval_s=30))
+    world.run_until(lambda: world.of(S.ReadIncoming))
+    read_at = world.now + world.step_cost  # the read ends (the world's clock moves by its cost)
+    world.now = read_at
+    world.feed(S.Received(unread=False))
+    assert world.machine.due == pytest.approx(read_at + RECEIVE_POLL_S), "no change: the next poll"
+    world.feed(S.PageChanged())
+    assert world.machine.due == pytest.approx(read_at + RECEIVE_GAP_S), "told right after a read: after the gap"
+    world.now = read_at + 0.5
+    world.feed(S.PageChanged())
+    assert world.machine.due == pytest.approx(world.now), "told later: read now"
+    before = len(world.of(S.ReadIncoming))
+    world.tick()
+    assert len(world.of(S.ReadIncoming)) == before + 1
+
+
+def test_a_page_change_outside_ready_does_nothing():
+    world = World(pages=[qr()], receiving=True)
+    world.ask(INIT)
+    world.run_steps(5)
+    due = world.machine.due
+    world.feed(S.PageChanged())
+    assert world.machine.due == due and not world.of(S.ReadIncoming)
+
+
 def test_nothing_is_sent_or_read_unless_ready():
     world = World(pages=[qr()], outbox=5, receiving=True, unread=True)
     world.ask(INIT)

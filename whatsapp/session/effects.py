@@ -51,9 +51,11 @@ DRIVER_ERRORS = (WebDriverException, urllib3.exceptions.HTTPError, OSError)
 
 class Effects:
     def __init__(self, config: Config, keeper: Keeper, bus: Bus | None = None, store: MessageStore | None = None,
-                 on_browser_starting: Callable[[], None] = lambda: None):
+                 on_browser_starting: Callable[[], None] = lambda: None,
+                 on_page_change: Callable[[], None] = lambda: None):
         self.config = config
         self.on_browser_starting = on_browser_starting  # called when a launch asks for the new session
+        self.on_page_change = on_page_change  # called (another thread) when the page tells of a change
         self.keeper = keeper
         self.bus = bus or Bus(config.client_id)
         self.store = store
@@ -145,6 +147,8 @@ class Effects:
             self.receiver.forget_browser()
         self.keeper.on_launch()
         with self._driver() as running:
+            if self.receiver is not None and self.config.receive:
+                running.watch_page(self.on_page_change)  # before the page: its observer comes with it
             running.driver.get(self.config.web_url)
         return S.Launched(seconds=time.monotonic() - started, has_session=self.saved_login())
 

@@ -37,7 +37,16 @@ from datetime import timedelta
 from ..failures import Failure, ProfileLocked
 from ..states import Account, Reason, Status
 from . import steps as S
-from .machine_base import CLOSE_S, FORGET_CLOSE_S, RECEIVE_POLL_S, RESTORE_RETRY_S, SHUTDOWN_CLOSE_S, Phase, Timing
+from .machine_base import (
+    CLOSE_S,
+    FORGET_CLOSE_S,
+    RECEIVE_GAP_S,
+    RECEIVE_POLL_S,
+    RESTORE_RETRY_S,
+    SHUTDOWN_CLOSE_S,
+    Phase,
+    Timing,
+)
 from .ready import Ready
 from .watching import Watching
 
@@ -85,7 +94,12 @@ class Machine(Watching, Ready):
                 self._ready_due()
             case S.Received(unread) if self.phase is Phase.READY:
                 self._sent_last = False
+                self._read_at = self._now
                 self._receive_at = self._now + (0.0 if unread else RECEIVE_POLL_S)
+                self._ready_due()
+            case S.PageChanged() if self.phase is Phase.READY:
+                # Read soon, not at the next poll; never more often than RECEIVE_GAP_S.
+                self._receive_at = min(self._receive_at, max(self._now, self._read_at + RECEIVE_GAP_S))
                 self._ready_due()
         if self.phase is not Phase.READY:
             self.ready_since = None

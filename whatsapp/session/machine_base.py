@@ -24,6 +24,7 @@ SETTLE_WAIT_S = 0.5         # a starting or loading page is read with a wait for
 RESTORE_RETRY_S = 30.0      # a never-linked QR asks the unreachable database again
 UNREACHABLE_LIMIT = 2       # failed reachability checks in a row that make an outage
 RECEIVE_POLL_S = 1.0        # a ready page is looked at for incoming messages this often
+RECEIVE_GAP_S = 0.1         # and, when the page tells of a change, this long after the last read at the soonest
 RECHECK_S = 5.0             # the next probe after one failed reachability check
 CLOSE_S = 2.0               # closing a broken browser
 FORGET_CLOSE_S = 3.0
@@ -83,6 +84,7 @@ class MachineBase:
         self._unreachable = 0
         self._retry_failed = False          # `failed` after a temporary failure: look again
         self._probe_at = self._send_at = self._receive_at = 0.0  # while ready: when each step is due
+        self._read_at = 0.0  # while ready: when the last read of incoming messages ended
         self._sent_last = False             # sends and reads take turns
         self._read_wait = 0.0               # the next page read waits for the screen to move on
         self._page: PageState | None = None

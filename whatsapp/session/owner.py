@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 QR_VIEW_WINDOW_S = 120.0    # a QR page fetched this recently means someone is looking
 PICKUP_S = 2.0              # a stop command not picked up by then: the owner may be stuck
 _POKE = object()            # in the queue: the outbox changed
+_PAGE_CHANGED = object()    # in the queue: the page told of a change (web/watch.py)
 
 
 class ShuttingDown(Exception):
@@ -80,12 +81,14 @@ class Session:
         # Set when the owner's start has done its own work: the browser is starting (the new
         # session is asked of chromedriver) or the owner waits for a command. See `wait_settled`.
         self._settled = threading.Event()
-        self.effects = Effects(config, self.keeper, bus, store, on_browser_starting=self._settled.set)
+        self.effects = Effects(config, self.keeper, bus, store, on_browser_starting=self._settled.set,
+                               on_page_change=self.page_changed)
         self.outbox = Outbox(store, config.message_ttl_s, self.effects.publish)
         self._snapshot = Snapshot(max_reconnect_attempts=config.reconnect_max_attempts)
         self._queue: queue.Queue[_Pending | object] = queue.Queue()
         self._poke_lock = threading.Lock()
         self._poked = False  # a poke is in the queue: later accepts need not add one
+        self._page_poked = False  # the same for the page's changes
         self._thread: threading.Thread | None = None
         self._stop_calls = itertools.count()  # next() is atomic: a second SIGTERM inside the first
         self._stopping = False
@@ -118,6 +121,15 @@ class Session:
                 return
             self._poked = True
         self._queue.put(_POKE)
+
+    def page_changed(self) -> None:
+        """The page told of a change (the page watch's thread): the owner is woken, once for
+        a burst, to read incoming messages soon."""
+        with self._poke_lock:
+            if self._page_poked:
+                return
+            self._page_poked = True
+        self._queue.put(_PAGE_CHANGED)
 
     def note_qr_viewed(self) -> None:
         self._qr_viewed_at = time.monotonic()
@@ -246,6 +258,10 @@ class Session:
                     self.outbox.count()
                     self.outbox.waiting = True
                     self._dispatch(S.OutboxChanged())
+                elif pending is _PAGE_CHANGED:
+                    with self._poke_lock:
+                        self._page_poked = False
+                    self._dispatch(S.PageChanged())
                 elif isinstance(pending, _Pending):
                     if not pending.pick():
                         continue  # its caller gave up: it must not run later

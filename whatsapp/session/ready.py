@@ -19,7 +19,7 @@ class Ready(MachineBase):
         self.ready_since = self._now
         self.phase = Phase.READY
         self._probe_at = self._now + min(self.timing.monitor_interval_s, max(0.0, self._facts.backup_in))
-        self._send_at = self._receive_at = self._now
+        self._send_at = self._receive_at = self._read_at = self._now
         self._ready_due()
         # The record first, so that /status shows both together.
         self._do(S.MarkReady(page.account, linked_now=not restored))

@@ -100,6 +100,11 @@ class OutboxChanged:
 
 
 @dataclasses.dataclass(frozen=True)
+class PageChanged:
+    """The page told of a change under its chat list or open chat (web/watch.py)."""
+
+
+@dataclasses.dataclass(frozen=True)
 class Sent:
     """One send step done; `more`: there may be more to send, in `wait_s` at the earliest
     (messages left on the clock are looked at again later)."""
@@ -114,7 +119,7 @@ class Received:
 
 
 Event = (Due | Asked | Launched | PageRead | Probed | Broke | Restored | PageLoggedOut | Reachability
-         | OutboxChanged | Sent | Received)
+         | OutboxChanged | PageChanged | Sent | Received)
 
 
 # -- actions -------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from ..config import Config
 from ..failures import LaunchFailed
 from . import version
 from .processes import group_members, is_browser_main, kill_group, signal_pid, wait_gone
+from .watch import PageWatch
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +135,7 @@ class Browser:
         self.profile_dir = profile_dir
         self.log_path = log_path
         self.pgid = service.process.pid  # chromedriver leads its own process group
+        self.page_watch: PageWatch | None = None
 
     @classmethod
     def launch(cls, config: Config, profile_dir: Path, log_path: Path,
@@ -176,6 +178,18 @@ class Browser:
         driver.set_script_timeout(config.page_timeout_s)
         return cls(driver, service, profile_dir, log_path)
 
+    def watch_page(self, on_change: Callable[[], None], timeout: float = 5.0) -> bool:
+        """Have the tab push its changes to `on_change` from now on (see `watch`); call before
+        loading the page. False when it cannot be watched (the page is then polled only)."""
+        try:
+            address = self.driver.capabilities["goog:chromeOptions"]["debuggerAddress"]
+            target = self.driver.current_window_handle  # chromedriver's handle is the target id
+        except (KeyError, TypeError) as exc:
+            log.info("page changes are not pushed, the page is polled only: no debugger address (%r)", exc)
+            return False
+        self.page_watch = PageWatch.start(address, target, on_change, timeout=timeout)
+        return self.page_watch is not None
+
     def bound_log(self, max_bytes: int = LOG_MAX_BYTES) -> None:
         """Keep chromedriver's log under `max_bytes`: past it, it becomes `<name>.1` and
         starts afresh (a page read logs ~3 KB at "info": 550 MB a day on an unattended QR)."""
@@ -204,6 +218,12 @@ class Browser:
     def kill(self) -> None:
         """SIGKILL the whole tree. Safe from any thread; unblocks a stuck driver call."""
         kill_group(self.pgid)
+        self._stop_watch()
+
+    def _stop_watch(self) -> None:
+        watch, self.page_watch = self.page_watch, None
+        if watch is not None:
+            watch.close()
 
     def close(self, deadline: float = 5.0) -> None:
         """Close properly so storage is flushed, bounded by `deadline`; then kill what is left.
@@ -213,6 +233,7 @@ class Browser:
         (runtime.md), and SIGKILL to the group ends the rest.
         """
         end = time.monotonic() + deadline
+        self._stop_watch()
         socket_dir = _singleton_socket_dir(self.profile_dir)
         quitter = threading.Thread(target=self._quit_quietly, name="browser-quit", daemon=True)
         quitter.start()
