@@ -48,3 +48,18 @@ def test_a_damaged_cache_is_asked_again_and_a_silent_binary_gives_none(tmp_path)
     silent.write_text("#!/bin/sh\nexit 0\n")
     silent.chmod(0o755)
     assert version.major_version(str(silent), tmp_path / "other.json") is None
+
+
+def test_the_early_read_and_the_launch_share_one_run(tmp_path, monkeypatch):
+    # post_fork begins the read on a thread; the launch asking meanwhile waits for that same
+    # answer instead of running Chromium a second time.
+    wrapper, real = fake_chromium(tmp_path, 152)
+    real.write_text(real.read_text().replace("echo run", "sleep 0.3; echo run"))
+    version._major.cache_clear()
+    monkeypatch.setattr(version, "_warming", None)
+    version.warm_up_soon(str(wrapper), tmp_path)
+    version.warm_up_soon(str(wrapper), tmp_path)  # once per process
+    assert version.major_version(str(wrapper), version.cache_path(tmp_path)) == 152
+    assert version._warming is not None
+    version._warming.join(10)
+    assert runs(tmp_path) == 1
