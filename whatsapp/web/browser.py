@@ -179,8 +179,8 @@ class Browser:
         return cls(driver, service, profile_dir, log_path)
 
     def watch_page(self, on_change: Callable[[], None], timeout: float = 5.0) -> bool:
-        """Have the tab push its changes to `on_change` from now on (see `watch`); call before
-        loading the page. False when it cannot be watched (the page is then polled only)."""
+        """Have the tab push its changes to `on_change` (see `watch`: set up on a thread, so
+        this returns at once). False when the browser tells no debugger address."""
         try:
             address = self.driver.capabilities["goog:chromeOptions"]["debuggerAddress"]
             target = self.driver.current_window_handle  # chromedriver's handle is the target id
@@ -188,7 +188,7 @@ class Browser:
             log.info("page changes are not pushed, the page is polled only: no debugger address (%r)", exc)
             return False
         self.page_watch = PageWatch.start(address, target, on_change, timeout=timeout)
-        return self.page_watch is not None
+        return True
 
     def bound_log(self, max_bytes: int = LOG_MAX_BYTES) -> None:
         """Keep chromedriver's log under `max_bytes`: past it, it becomes `<name>.1` and

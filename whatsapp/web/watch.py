@@ -9,7 +9,9 @@ document (`Page.addScriptToEvaluateOnNewDocument`) calls it when something chang
 chat list or the open chat, at most once per `GAP_MS`. The protocol is spoken on a WebSocket of
 its own to the tab (chromedriver's `debuggerAddress`, the tab's target id being WebDriver's
 window handle), so chromedriver's commands are never held up by it; a thread reads that
-socket and calls `on_change`.
+socket and calls `on_change`. Connecting and the set-up run on that thread too (~50-80 ms of
+round trips), so the launch does not wait for them; the observer is then also installed in
+the document of the moment.
 
 It only makes reads come sooner: the owner still polls as before, so a socket that fails, or
 a page that never calls, loses nothing, it only delays.
@@ -34,7 +36,9 @@ RECV_TIMEOUT_S = 1.0  # how often the reader thread looks whether it should stop
 AREAS = ", ".join(L.CHAT_PANE + L.OPEN_CHAT)
 OBSERVER = r"""(() => {
   const notify = window[BINDING];
-  if (typeof notify !== "function") return;
+  // Installed for every new document, and once in the document of the moment: never twice.
+  if (typeof notify !== "function" || notify.watching) return;
+  Object.defineProperty(notify, "watching", {value: true});
   const areas = AREAS;
   let timer = null;
   const inside = (record) => {
@@ -50,60 +54,75 @@ OBSERVER = r"""(() => {
 
 
 class PageWatch:
-    """One tab's pushed changes; `start` returns None when the tab cannot be watched."""
+    """One tab's pushed changes, from `start` until `close`."""
 
-    def __init__(self, ws: websocket.WebSocket, on_change: Callable[[], None]):
-        self._ws = ws
+    def __init__(self, url: str, on_change: Callable[[], None], timeout: float):
+        self._url = url
         self._on_change = on_change
+        self._timeout = timeout
+        self._ws: websocket.WebSocket | None = None
+        self._lock = threading.Lock()  # between close() and the thread's connecting
         self._closed = False
         self._next_id = 0
-        self._thread = threading.Thread(target=self._read, name="page-watch", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="page-watch", daemon=True)
 
     @classmethod
     def start(cls, debugger_address: str, target_id: str, on_change: Callable[[], None],
-              timeout: float = 5.0) -> PageWatch | None:
+              timeout: float = 5.0) -> PageWatch:
         """Watch the tab `target_id` of the browser whose DevTools listen on `debugger_address`
-        (`host:port`): call `on_change` from a thread of its own at each change told. Call
-        before the page is loaded: the observer is installed on the next document."""
-        url = f"ws://{debugger_address}/devtools/page/{target_id}"
-        try:
-            # No Origin header: Chromium refuses WebSocket clients that send one it was not
-            # told to allow (--remote-allow-origins).
-            ws = websocket.create_connection(url, timeout=timeout, suppress_origin=True)
-        except (OSError, websocket.WebSocketException) as exc:
-            log.info("page changes are not pushed, the page is polled only: %s", exc)
-            return None
-        watch = cls(ws, on_change)
-        try:
-            # Without the Runtime and Page domains enabled on this socket, the binding reaches
-            # only the document of the moment and the script runs in no later document
-            # (Chromium 156, tried); puppeteer enables both as well. Their events are skipped.
-            watch._call("Runtime.enable")
-            watch._call("Runtime.addBinding", name=BINDING)
-            watch._call("Page.enable")
-            watch._call("Page.addScriptToEvaluateOnNewDocument", source=OBSERVER)
-        except (OSError, websocket.WebSocketException, ValueError, RuntimeError) as exc:
-            log.info("page changes are not pushed, the page is polled only: %s", exc)
-            watch.close()
-            return None
-        ws.settimeout(RECV_TIMEOUT_S)
+        (`host:port`), calling `on_change` from a thread of its own at each change told. Returns
+        at once; a tab that cannot be watched is logged once and polled only."""
+        watch = cls(f"ws://{debugger_address}/devtools/page/{target_id}", on_change, timeout)
         watch._thread.start()
         return watch
 
     def close(self) -> None:
-        """Stop reading (any thread; safe twice). The page keeps its observer, which then
-        calls a binding nobody listens to."""
-        self._closed = True
-        try:
-            self._ws.abort()  # wakes the reader's recv at once
-            self._ws.close(timeout=0.5)
-        except (OSError, websocket.WebSocketException):
-            pass
+        """Stop (any thread; safe twice). The page keeps its observer, which then calls a
+        binding nobody listens to."""
+        with self._lock:
+            self._closed = True
+            ws = self._ws
+        if ws is not None:
+            try:
+                ws.abort()  # wakes the reader's recv at once
+                ws.close(timeout=0.5)
+            except (OSError, websocket.WebSocketException):
+                pass
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(2.0)
 
+    def _run(self) -> None:
+        try:
+            # No Origin header: Chromium refuses WebSocket clients that send one it was not
+            # told to allow (--remote-allow-origins).
+            ws = websocket.create_connection(self._url, timeout=self._timeout, suppress_origin=True)
+        except (OSError, websocket.WebSocketException) as exc:
+            log.info("page changes are not pushed, the page is polled only: %s", exc)
+            return
+        with self._lock:
+            if self._closed:
+                ws.close()
+                return
+            self._ws = ws
+        try:
+            # Without the Runtime and Page domains enabled on this socket, the binding reaches
+            # only the document of the moment and the script runs in no later document
+            # (Chromium 156, tried); puppeteer enables both as well. Their events are skipped.
+            self._call("Runtime.enable")
+            self._call("Runtime.addBinding", name=BINDING)
+            self._call("Page.enable")
+            self._call("Page.addScriptToEvaluateOnNewDocument", source=OBSERVER)
+            self._call("Runtime.evaluate", expression=OBSERVER)
+        except (OSError, websocket.WebSocketException, ValueError, RuntimeError) as exc:
+            if not self._closed:
+                log.info("page changes are not pushed, the page is polled only: %s", exc)
+            return
+        ws.settimeout(RECV_TIMEOUT_S)
+        self._read(ws)
+
     def _call(self, method: str, **params) -> dict:
-        """A DevTools command and its answer (before the reader thread runs)."""
+        """A DevTools command and its answer (the thread's set-up, before it reads events)."""
+        assert self._ws is not None
         self._next_id += 1
         self._ws.send(json.dumps({"id": self._next_id, "method": method, "params": params}))
         while True:
@@ -113,10 +132,10 @@ class PageWatch:
                     raise RuntimeError(f"{method}: {answer['error']}")
                 return answer.get("result", {})
 
-    def _read(self) -> None:
+    def _read(self, ws: websocket.WebSocket) -> None:
         while not self._closed:
             try:
-                message = self._ws.recv()
+                message = ws.recv()
             except websocket.WebSocketTimeoutException:
                 continue
             except (OSError, websocket.WebSocketException, ValueError):
