@@ -183,11 +183,10 @@ class Browser:
         this returns at once). False when the browser tells no debugger address."""
         try:
             address = self.driver.capabilities["goog:chromeOptions"]["debuggerAddress"]
-            target = self.driver.current_window_handle  # chromedriver's handle is the target id
         except (KeyError, TypeError) as exc:
             log.info("page changes are not pushed, the page is polled only: no debugger address (%r)", exc)
             return False
-        self.page_watch = PageWatch.start(address, target, on_change, timeout=timeout)
+        self.page_watch = PageWatch.start(address, on_change, timeout=timeout)
         return True
 
     def bound_log(self, max_bytes: int = LOG_MAX_BYTES) -> None:

@@ -7,9 +7,9 @@ the event, against 7 ms for the page to show it). As whatsapp-web.js does with p
 (`Runtime.addBinding`: it survives navigations), and a MutationObserver installed on every new
 document (`Page.addScriptToEvaluateOnNewDocument`) calls it when something changes under the
 chat list or the open chat, at most once per `GAP_MS`. The protocol is spoken on a WebSocket of
-its own to the tab (chromedriver's `debuggerAddress`, the tab's target id being WebDriver's
-window handle), so chromedriver's commands are never held up by it; a thread reads that
-socket and calls `on_change`. Connecting and the set-up run on that thread too (~50-80 ms of
+its own to the tab (chromedriver's `debuggerAddress`; the tab from the DevTools target list),
+so chromedriver's commands are never held up by it; a thread reads that socket and calls
+`on_change`. Finding the tab, connecting and the set-up run on that thread too (~50-80 ms of
 round trips), so the launch does not wait for them; the observer is then also installed in
 the document of the moment.
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import urllib.request
 from collections.abc import Callable
 
 import websocket
@@ -56,8 +57,8 @@ OBSERVER = r"""(() => {
 class PageWatch:
     """One tab's pushed changes, from `start` until `close`."""
 
-    def __init__(self, url: str, on_change: Callable[[], None], timeout: float):
-        self._url = url
+    def __init__(self, debugger_address: str, on_change: Callable[[], None], timeout: float):
+        self._address = debugger_address
         self._on_change = on_change
         self._timeout = timeout
         self._ws: websocket.WebSocket | None = None
@@ -67,12 +68,12 @@ class PageWatch:
         self._thread = threading.Thread(target=self._run, name="page-watch", daemon=True)
 
     @classmethod
-    def start(cls, debugger_address: str, target_id: str, on_change: Callable[[], None],
-              timeout: float = 5.0) -> PageWatch:
-        """Watch the tab `target_id` of the browser whose DevTools listen on `debugger_address`
-        (`host:port`), calling `on_change` from a thread of its own at each change told. Returns
-        at once; a tab that cannot be watched is logged once and polled only."""
-        watch = cls(f"ws://{debugger_address}/devtools/page/{target_id}", on_change, timeout)
+    def start(cls, debugger_address: str, on_change: Callable[[], None], timeout: float = 5.0) -> PageWatch:
+        """Watch the one tab of the browser whose DevTools listen on `debugger_address`
+        (`host:port`; a fresh launch has one), calling `on_change` from a thread of its own at
+        each change told. Returns at once; a tab that cannot be watched is logged once and
+        polled only."""
+        watch = cls(debugger_address, on_change, timeout)
         watch._thread.start()
         return watch
 
@@ -91,12 +92,19 @@ class PageWatch:
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(2.0)
 
+    def _tab_url(self) -> str:
+        with urllib.request.urlopen(f"http://{self._address}/json/list", timeout=self._timeout) as answer:
+            tabs = [t for t in json.loads(answer.read()) if t.get("type") == "page" and t.get("webSocketDebuggerUrl")]
+        if len(tabs) != 1:
+            raise ValueError(f"{len(tabs)} tabs instead of one")
+        return tabs[0]["webSocketDebuggerUrl"]
+
     def _run(self) -> None:
         try:
             # No Origin header: Chromium refuses WebSocket clients that send one it was not
             # told to allow (--remote-allow-origins).
-            ws = websocket.create_connection(self._url, timeout=self._timeout, suppress_origin=True)
-        except (OSError, websocket.WebSocketException) as exc:
+            ws = websocket.create_connection(self._tab_url(), timeout=self._timeout, suppress_origin=True)
+        except (OSError, ValueError, websocket.WebSocketException) as exc:
             log.info("page changes are not pushed, the page is polled only: %s", exc)
             return
         with self._lock:
