@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "chrome")
 _lock = threading.Lock()  # one read at a time: a second caller gets the first one's answer
+_warming_lock = threading.Lock()  # not `_lock`: starting the thread never waits for a read
 _warming: threading.Thread | None = None
 
 
@@ -55,7 +56,7 @@ def warm_up(chrome_bin: str | None, session_dir: Path) -> None:
 def warm_up_soon(chrome_bin: str | None, session_dir: Path) -> None:
     """`warm_up` on a thread of its own, once per process."""
     global _warming
-    with _lock:
+    with _warming_lock:
         if _warming is not None:
             return
         _warming = threading.Thread(target=warm_up, args=(chrome_bin, session_dir), name="chromium-version",
