@@ -86,9 +86,8 @@ class Session:
         self.outbox = Outbox(store, config.message_ttl_s, self.effects.publish)
         self._snapshot = Snapshot(max_reconnect_attempts=config.reconnect_max_attempts)
         self._queue: queue.Queue[_Pending | object] = queue.Queue()
-        self._poke_lock = threading.Lock()
-        self._poked = False  # a poke is in the queue: later accepts need not add one
-        self._page_poked = False  # the same for the page's changes
+        self._wakes_lock = threading.Lock()
+        self._wakes: set[object] = set()  # wake-ups in the queue (_POKE, _PAGE_CHANGED): not added twice
         self._thread: threading.Thread | None = None
         self._stop_calls = itertools.count()  # next() is atomic: a second SIGTERM inside the first
         self._stopping = False
@@ -116,20 +115,25 @@ class Session:
         adjusted now and the owner is woken, once for a burst (it counts again then)."""
         self.outbox.waiting = True
         self.outbox.adjust(queued)
-        with self._poke_lock:
-            if self._poked:
-                return
-            self._poked = True
-        self._queue.put(_POKE)
+        self._wake_once(_POKE)
 
     def page_changed(self) -> None:
         """The page told of a change (the page watch's thread): the owner is woken, once for
         a burst, to read incoming messages soon."""
-        with self._poke_lock:
-            if self._page_poked:
+        self._wake_once(_PAGE_CHANGED)
+
+    def _wake_once(self, wake: object) -> None:
+        """Queue `wake` unless it is queued already (a burst wakes the owner once)."""
+        with self._wakes_lock:
+            if wake in self._wakes:
                 return
-            self._page_poked = True
-        self._queue.put(_PAGE_CHANGED)
+            self._wakes.add(wake)
+        self._queue.put(wake)
+
+    def _woken(self, wake: object) -> None:
+        """The owner took `wake`: a later call queues it again."""
+        with self._wakes_lock:
+            self._wakes.discard(wake)
 
     def note_qr_viewed(self) -> None:
         self._qr_viewed_at = time.monotonic()
@@ -253,14 +257,12 @@ class Session:
                 if time.monotonic() >= self.outbox.housekeeping_at:
                     self.outbox.housekeeping()
                 if pending is _POKE:
-                    with self._poke_lock:
-                        self._poked = False  # a later accept wakes the owner again
+                    self._woken(_POKE)
                     self.outbox.count()
                     self.outbox.waiting = True
                     self._dispatch(S.OutboxChanged())
                 elif pending is _PAGE_CHANGED:
-                    with self._poke_lock:
-                        self._page_poked = False
+                    self._woken(_PAGE_CHANGED)
                     self._dispatch(S.PageChanged())
                 elif isinstance(pending, _Pending):
                     if not pending.pick():
