@@ -146,9 +146,9 @@ class Effects:
         if self.receiver is not None:
             self.receiver.forget_browser()
         self.keeper.on_launch()
+        if self.receiver is not None and self.config.receive:
+            browser.watch_page(self.on_page_change)  # no driver call; before the page, so its observer comes with it
         with self._driver() as running:
-            if self.receiver is not None and self.config.receive:
-                running.watch_page(self.on_page_change)  # before the page: its observer comes with it
             running.driver.get(self.config.web_url)
         return S.Launched(seconds=time.monotonic() - started, has_session=self.saved_login())
 
