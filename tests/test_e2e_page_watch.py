@@ -37,6 +37,9 @@ def test_a_message_from_the_phone_is_told_by_the_page_before_and_after_a_reload(
         browser = Browser.launch(config, tmp_path / "data" / "profile", tmp_path / "chromedriver.log")
         calls: list[int] = []
         try:
+            # The page's timeouts come with the new session's capabilities (no command after it).
+            timeouts = browser.driver.timeouts
+            assert timeouts.page_load == timeouts.script == config.page_timeout_s == 5
             if watch_first:
                 assert browser.watch_page(lambda: calls.append(1))
             browser.driver.get(sim.url)
