@@ -12,7 +12,7 @@ SIM_PORT ?= 3002
 RUN_PACKAGES := chromium chromium-driver
 TEST_PACKAGES := $(RUN_PACKAGES) libzbar0 postgresql nginx
 
-.PHONY: run demo doctor test test-unit lint bench soak system-run system-test venv venv-dev clean
+.PHONY: run demo doctor test test-unit lint bench soak system-run system-test venv venv-dev bytecode clean
 
 # The server's own environment (make run, make demo) ...
 $(VENV)/.installed: requirements.txt
@@ -28,16 +28,21 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 venv: $(VENV)/.installed
 venv-dev: $(VENV)/.installed-dev
 
+# The server's modules as bytecode (bin/post_compile, also Heroku's build hook): a start reads
+# them instead of compiling them, also where the interpreter may not write its cache.
+bytecode: venv
+	@PYTHON=$(PY) bin/post_compile
+
 system-run:
 	@scripts/install-system-packages $(RUN_PACKAGES)
 
 system-test:
 	@scripts/install-system-packages $(TEST_PACKAGES)
 
-run: system-run venv
+run: system-run venv bytecode
 	PORT=$(PORT) $(VENV)/bin/gunicorn -c gunicorn.conf.py server:app
 
-demo: system-run venv
+demo: system-run venv bytecode
 	@PORT=$(PORT) SIM_PORT=$(SIM_PORT) PY=$(PY) scripts/demo
 
 # Is this machine ready for `make run`? One line per check, exit 1 naming what failed.
@@ -56,7 +61,7 @@ test: system-test venv-dev
 	$(PY) -m pytest -q tests
 	@scripts/check-orphans
 
-bench: system-test venv-dev
+bench: system-test venv-dev bytecode
 	$(PY) -m bench
 	@scripts/check-orphans
 
@@ -70,3 +75,4 @@ soak: system-test venv-dev
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

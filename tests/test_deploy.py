@@ -10,6 +10,8 @@
   environment Heroku gives (PORT, DATABASE_URL of a real PostgreSQL, the key), answers, and
   SIGTERM to the runner (what Heroku sends every process of a dyno) stops everything: no
   gunicorn, no Chromium left, well inside Heroku's 30 s.
+- bin/post_compile (the buildpack's build hook) leaves bytecode that a start loads instead of
+  compiling, and a source changed after it is compiled again, never run stale.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import logging
 import os
 import re
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -270,3 +273,40 @@ def test_the_procfile_under_honcho_answers_and_stops_on_sigterm(sim, postgres, t
 def test_honcho_is_pinned_for_the_tests():
     pins = (ROOT / "requirements-dev.txt").read_text().split()
     assert any(re.fullmatch(r"honcho==[\d.]+", pin) for pin in pins), pins
+
+
+# -- bin/post_compile (Heroku's build hook; make run, demo and bench) -------------------------
+
+def _imports(tree, env, modules: str) -> tuple[set[str], set[str]]:
+    """(whatsapp modules loaded from bytecode, those compiled from source) when `modules` is
+    imported in `tree` by an interpreter that may not write its cache (as on a read-only slug)."""
+    out = subprocess.run([sys.executable, "-v", "-c", f"import {modules}"], cwd=tree, capture_output=True,
+                         text=True, timeout=60, env={**env, "PYTHONDONTWRITEBYTECODE": "1"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    cached = set(re.findall(r"^# code object from '.*/(whatsapp/\S+)\.cpython-\d+\.pyc'$", out.stderr, re.M))
+    compiled = set(re.findall(r"^# code object from .*/(whatsapp/\S+)\.py$", out.stderr, re.M))
+    return {c.replace("/__pycache__", "") for c in cached}, compiled
+
+
+def test_post_compile_leaves_bytecode_that_a_start_uses_and_never_when_stale(tmp_path):
+    tree = tmp_path / "app"
+    shutil.copytree(ROOT / "whatsapp", tree / "whatsapp", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("server.py", "gunicorn.conf.py", "bin"):
+        (shutil.copytree if (ROOT / name).is_dir() else shutil.copy2)(ROOT / name, tree / name)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    modules = "whatsapp.early, whatsapp.api.routes"
+
+    assert _imports(tree, env, modules)[0] == set(), "no bytecode before the hook"
+    done = subprocess.run([str(tree / "bin" / "post_compile")], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120, env={**env, "PYTHON": sys.executable})
+    assert done.returncode == 0, done.stderr
+    sources = {str(p.relative_to(tree).with_suffix("")) for p in (tree / "whatsapp").rglob("*.py")}
+    cached, compiled = _imports(tree, env, modules)
+    assert compiled == set(), compiled
+    assert {"whatsapp/early", "whatsapp/session/steps", "whatsapp/api/routes"} <= cached <= sources
+
+    # A source changed after the build: its bytecode no longer matches and is not used.
+    with (tree / "whatsapp" / "early.py").open("a") as f:
+        f.write("\n# changed after the build\n")
+    cached, compiled = _imports(tree, env, modules)
+    assert compiled == {"whatsapp/early"} and "whatsapp/early" not in cached
