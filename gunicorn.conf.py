@@ -9,6 +9,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # started from a
 
 import gunicorn.util
 
+from whatsapp import early  # imports nothing of the session's: the worker's first handler
 from whatsapp.api import keys
 from whatsapp.config import Config, ConfigError
 
@@ -65,16 +66,25 @@ loglevel = _config.log_level.lower()
 
 def post_fork(server, worker):
     """Start the session in the worker right after the fork, before the app is imported:
-    Chromium launches while Flask and the API load (whatsapp/early.py). `create_app` takes
-    the running session over; `post_worker_init` then starts the rest."""
+    Chromium launches first, and the app imports once the launch is over, while the page
+    reads its chats (whatsapp/early.py). `create_app` takes the running session over;
+    `post_worker_init` then starts the rest."""
+    import signal
+
+    # First: until gunicorn installs the worker's handlers, a stop signal would be lost
+    # (early.ask_stop). SIGTERM is the platform's; SIGINT and SIGQUIT gunicorn's quick stop.
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+        signal.signal(signum, early.ask_stop)
     from whatsapp.web import version
 
-    # First: on a first start it runs `chromium --version` (~0.15 s) while the rest imports.
+    # On a first start it runs `chromium --version` (~0.15 s) while the rest imports.
     version.warm_up_soon(_config.chrome_bin, _config.session_dir)
-    from whatsapp import configure_logging, early
+    from whatsapp import configure_logging
 
     configure_logging(_config)  # before the session's first line (the store it opens)
     early.start(_config)
+    if early.stop_asked():  # a stop signal while booting: the app is not imported at all
+        sys.exit(0)  # gunicorn then runs worker_exit, which stops the session
 
 
 def post_worker_init(worker):
@@ -92,6 +102,9 @@ def post_worker_init(worker):
     from whatsapp import begin_shutdown, start_services
 
     start_services(worker.wsgi)
+    if early.stop_asked():  # a stop signal between post_fork and gunicorn's own handlers
+        worker.alive = False  # its loop ends at once; worker_exit stops everything
+        begin_shutdown(worker.wsgi)
     gunicorn_handler = worker.handle_exit
 
     def handle_exit(signum, frame):
@@ -104,7 +117,7 @@ def post_worker_init(worker):
 def worker_exit(server, worker):
     """Close the browser properly (its storage is flushed) before the worker goes, also when
     the app never loaded (the session started in post_fork)."""
-    from whatsapp import early, stop_services
+    from whatsapp import stop_services
 
     app = getattr(worker, "wsgi", None)
     if app is not None:

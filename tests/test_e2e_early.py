@@ -1,6 +1,9 @@
-"""`early.start` (gunicorn's post_fork) returns once the session has asked for Chromium, not
-before and not later: the app's import then runs beside Chromium's start instead of beside
-the session's own short steps (issue 20). A real Chromium against the simulator, in-process.
+"""`early.start` (gunicorn's post_fork) returns when the session has settled, not before and
+not later: on a first start (no login) once Chromium's start is asked, the app's import then
+running beside it (the QR follows the page at once and needs the app to be seen); on a
+restart (a login) once the launch has loaded the page, the import then running while the page
+syncs its chats instead of taking CPU from Chromium's start (issue 20). A real Chromium
+against the simulator, in-process.
 """
 from __future__ import annotations
 
@@ -25,16 +28,32 @@ def _stop(config: Config) -> None:
         early.stop(parts)
 
 
-def test_start_returns_with_chromedriver_up_and_the_session_asked_for(tmp_path, sim):
+def test_a_first_start_returns_as_chromium_is_asked_for_and_a_restart_once_the_page_loaded(tmp_path, sim):
     config = _config(tmp_path, sim)
+    driver_log = config.session_dir / "chromedriver.log"
     try:
         parts = early.start(config, settle_s=30)
-        # `starting` is called after chromedriver answered and just before the new session
-        # is asked for: chromedriver's start line is in its log already.
-        log = (config.session_dir / "chromedriver.log").read_text()
+        # No login: `starting` is called after chromedriver answered and just before the new
+        # session is asked for; the page load comes after Chromium's start (~0.3 s or more).
+        log = driver_log.read_text()
         assert "ChromeDriver was started successfully" in log, log[-2000:]
+        assert "COMMAND Navigate" not in log, "not that early: the page is being loaded already"
         assert parts.session.snapshot().status is Status.STARTING
         wait_for(lambda: parts.session.snapshot().status is Status.QR, 60, message="the QR after the early start")
+        sim.scan(sim.wait_qr(15))
+        wait_for(lambda: parts.session.snapshot().status is Status.READY, 60, message="ready once linked")
+    finally:
+        _stop(config)
+    assert not browsers_on(tmp_path)
+
+    try:
+        parts = early.start(config, settle_s=30)
+        # A login: the launch is over when it returns, chromedriver answered the page load
+        # (its log at "info" has every command and answer), and the session goes on by itself.
+        log = driver_log.read_text()
+        assert "RESPONSE Navigate" in log, log[-2000:]
+        assert parts.session.snapshot().status in (Status.STARTING, Status.READY)
+        wait_for(lambda: parts.session.snapshot().status is Status.READY, 60, message="ready after the restart")
     finally:
         _stop(config)
     assert not browsers_on(tmp_path)

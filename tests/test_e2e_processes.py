@@ -1,5 +1,6 @@
 """One browser per profile, no orphans, clean stops: kill -9, stale locks, two servers,
-WEB_CONCURRENCY, SIGTERM/SIGINT (gunicorn and the dev server), owner-only files.
+WEB_CONCURRENCY, SIGTERM/SIGINT (gunicorn and the dev server; also while the worker boots),
+owner-only files.
 
 Real processes throughout: gunicorn as the Procfile runs it (or `python server.py`), real
 Chromium, the simulator. Timings are printed for the record (`-s` shows them); the
@@ -317,6 +318,31 @@ def test_sigterm_ready_session_exits_cleanly_and_files_are_private(servers, sim,
     ready_without_qr(again)
     assert "did not shut down cleanly" not in again.log()
     assert_owner_only(data)
+
+
+def test_sigterm_while_the_worker_boots_stops_everything_at_once(servers, sim, tmp_path):
+    # The worst moment: the worker is in gunicorn's post_fork, its launch under way and the
+    # app not imported yet. Until gunicorn installs the worker's own handlers the worker has
+    # the master's, copied by the fork, which lose the signal: the worker would run on until
+    # the master's SIGKILL, graceful_timeout (20 s) later, and the browser be killed with it.
+    data = tmp_path / "data"
+    port = free_port()
+    server = ServerProcess(data, sim_env(sim), port=port, command=procfile_command(port))
+    server.start(wait=False)
+    try:
+        wait_for(lambda: any(p.name() == "chromedriver" for p in chromium_in(server)), 30, interval=0.005,
+                 message="chromedriver spawned by the booting worker")
+        tree = chromium_in(server)
+        elapsed = signal_and_time(server, signal.SIGTERM, group=True)  # every process, as Heroku does
+        print(f"\nSIGTERM while the worker boots, to exit: {elapsed:.2f} s")
+        assert server.proc.returncode == 0, server.log()
+        assert elapsed < 10, f"{elapsed:.1f} s: the worker waited for the master's SIGKILL\n{server.log()}"
+        assert "using the API key" not in server.log(), "the app was imported: the signal came after the boot"
+        assert_closed_properly(data, tree)
+    finally:
+        server.stop()
+    record = json.loads((data / RECORD).read_text())
+    assert record["lastCleanShutdownAt"], record
 
 
 # -- 6. SIGTERM with the QR page's event stream open ------------------------------------------------

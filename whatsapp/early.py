@@ -2,26 +2,35 @@
 and optionally started before the web app is imported.
 
 gunicorn imports the app in the worker (`server.py` -> Flask, the API, their dependencies:
-about half a second). Started from the worker's `post_fork` hook instead, the session
-launches Chromium while that import runs, so a restart reaches `ready` about as fast as a
-bare Selenium script (issue 20). `create_app` then takes the running parts over.
+about 0.4 s of CPU). Started from the worker's `post_fork` hook instead, the session launches
+Chromium first, and the worker imports the app when the session has settled
+(`Session.wait_settled`): on a restart (a login in the profile) once the launch is over, so
+that the import runs while the page syncs its chats instead of taking CPU from Chromium's own
+start on a small machine; on a first start as soon as Chromium's start is asked, since the QR
+follows the page load at once and nobody sees it until the app serves it (issue 20).
+`create_app` then takes the running parts over.
 
+    signal.signal(SIGTERM, early.ask_stop)   # post_fork, first (SIGINT, SIGQUIT too): see `ask_stop`
     early.start(config)          # gunicorn.conf.py, post_fork: in the worker, after the fork
     parts = early.take(config)   # create_app: the running parts, or None (then it builds them)
 
-Nothing here imports Flask. Events the session publishes before anyone subscribes are kept
-by the bus for the first subscriber (the notifier), so webhooks and metrics miss nothing.
+Nothing here imports Flask, and importing this module imports nothing of the session's
+(`build` does): gunicorn's master imports it to hand its handler to the worker. Events the
+session publishes before anyone subscribes are kept by the bus for the first subscriber (the
+notifier), so webhooks and metrics miss nothing.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
+from typing import TYPE_CHECKING
 
-from .bus import Bus
 from .config import Config
-from .messages import MessageStore, StoreCorrupt, StoreUnavailable, open_store
-from .persistence.profile import private_dir
-from .session import Session
+
+if TYPE_CHECKING:
+    from .bus import Bus
+    from .messages import MessageStore
+    from .session import Session
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +45,17 @@ class Parts:
 
 
 _started: Parts | None = None
+_stop_asked = False
 
 
 def build(config: Config) -> Parts:
     """The parts, not started. The message store is opened now (SQLite) or lazily (PostgreSQL);
     when it cannot be, the server still runs (the login matters most) and says why."""
+    from .bus import Bus
+    from .messages import StoreCorrupt, StoreUnavailable, open_store
+    from .persistence.profile import private_dir
+    from .session import Session
+
     if config.database_url:
         from .messages.bounded import mask_url
 
@@ -68,23 +83,45 @@ def build(config: Config) -> Parts:
     return Parts(config, bus, store, error, Session(config, bus, store=store))
 
 
-# How long `start` waits for the session to reach Chromium's own start. Before that the
-# session thread does ~50 ms of short reads (lock, orphans, profile markers, chromedriver's
-# spawn); run beside the app's import, each read waits up to 5 ms for the interpreter, which
-# made that part ~0.3 s (issue 20). A restore from a backup may take longer: the bound
-# keeps /status from waiting for it.
-SETTLE_S = 1.0
+# How long `start` waits for the session to settle (see `Session.wait_settled`). A restore
+# from a backup before the launch, or a browser that takes long to start, may take longer:
+# the bound keeps /status from waiting for them. A restart's launch is over ~1 s after the
+# fork here.
+SETTLE_S = 2.0
 
 
 def start(config: Config, settle_s: float = SETTLE_S) -> Parts:
     """Build the parts and start the session now (in the serving process); return once the
-    session has asked for the browser (or waits for a command), or after `settle_s`."""
+    session has settled (`Session.wait_settled`), or after `settle_s`. After
+    `ask_stop` the session is not started, or its shutdown waits behind the launch of the
+    moment (the wait is the same: the worker then exits, see gunicorn.conf.py)."""
     global _started
     parts = build(config)
-    parts.session.start()
     _started = parts
-    parts.session.wait_settled(settle_s)
+    if not _stop_asked:  # a SIGTERM from here on begins the started session's stop
+        parts.session.start()
+        parts.session.wait_settled(settle_s)
     return parts
+
+
+def ask_stop(signum: int | None = None, frame: object = None) -> None:
+    """The handler of SIGTERM (and SIGINT, SIGQUIT) while the worker boots: from the start
+    of post_fork until gunicorn installs the worker's own handlers.
+
+    Until then the worker has the master's handlers, copied by the fork, which only queue the
+    signal for a master loop that never runs in the worker: the signal would be lost, and the
+    worker would run on with its browser until the master's SIGKILL, `graceful_timeout` later.
+    Signal-safe: it sets a flag and queues the session's shutdown (`Session.begin_stop`)."""
+    global _stop_asked
+    _stop_asked = True
+    parts = _started
+    if parts is not None:
+        parts.session.begin_stop()
+
+
+def stop_asked() -> bool:
+    """Whether a stop signal came while the worker booted (see `ask_stop`)."""
+    return _stop_asked
 
 
 def take(config: Config) -> Parts | None:

@@ -51,10 +51,10 @@ DRIVER_ERRORS = (WebDriverException, urllib3.exceptions.HTTPError, OSError)
 
 class Effects:
     def __init__(self, config: Config, keeper: Keeper, bus: Bus | None = None, store: MessageStore | None = None,
-                 on_browser_starting: Callable[[], None] = lambda: None,
-                 on_page_change: Callable[[], None] = lambda: None):
+                 on_page_change: Callable[[], None] = lambda: None,
+                 on_settled: Callable[[], None] = lambda: None):
         self.config = config
-        self.on_browser_starting = on_browser_starting  # called when a launch asks for the new session
+        self.on_settled = on_settled  # see `_launch_steps`
         self.on_page_change = on_page_change  # called (another thread) when the page tells of a change
         self.keeper = keeper
         self.bus = bus or Bus(config.client_id)
@@ -138,9 +138,14 @@ class Effects:
             raise LaunchFailed(no_room)
         self.keeper.before_launch(self.profile_dir)
         private_dir(self.profile_dir)
+        # When the worker may import the app (gunicorn's post_fork waits, Session.wait_settled):
+        # with no login the QR follows the page load at once and is of no use until the app
+        # serves it, so as soon as Chromium's start is asked; with one, the owner settles once
+        # the launch is over, and the import runs while the page syncs its chats.
+        starting = self.on_settled if not self.saved_login() else (lambda: None)
         started = time.monotonic()
         browser = Browser.launch(self.config, self.profile_dir, self.config.session_dir / "chromedriver.log",
-                                 starting=self.on_browser_starting)
+                                 starting=starting)
         with self._guard:
             self._browser, self.killed = browser, False
         if self.receiver is not None:

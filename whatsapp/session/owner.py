@@ -78,11 +78,11 @@ class Session:
         self.keeper = keeper or Keeper(config, bus)
         self.store = store
         self.machine = Machine(Timing.from_config(config))
-        # Set when the owner's start has done its own work: the browser is starting (the new
-        # session is asked of chromedriver) or the owner waits for a command. See `wait_settled`.
+        # Set when a launch is over (its page loaded, or it failed), or has asked for Chromium
+        # on a profile with no login, or the owner waits for a command. See `wait_settled`.
         self._settled = threading.Event()
-        self.effects = Effects(config, self.keeper, bus, store, on_browser_starting=self._settled.set,
-                               on_page_change=self.page_changed)
+        self.effects = Effects(config, self.keeper, bus, store, on_page_change=self.page_changed,
+                               on_settled=self._settled.set)
         self.outbox = Outbox(store, config.message_ttl_s, self.effects.publish)
         self._snapshot = Snapshot(max_reconnect_attempts=config.reconnect_max_attempts)
         self._queue: queue.Queue[_Pending | object] = queue.Queue()
@@ -162,12 +162,17 @@ class Session:
         self._thread.start()
 
     def wait_settled(self, timeout: float) -> bool:
-        """Block until the start has done the owner's own work (at most `timeout`): Chromium is
-        starting, or the owner waits for a command. True if it got there.
+        """Block, at most `timeout`, until the start's launch is over (the page loaded, or the
+        launch failed), or until it asked for Chromium on a profile with no login, or until
+        the owner waits for a command. True if it got there.
 
-        gunicorn's post_fork waits for this before the worker imports the app: the owner's
-        part before the launch is many short file reads, and each costs up to the
-        interpreter's switch interval (5 ms) to resume while another thread imports (issue 20)."""
+        gunicorn's post_fork waits for this before the worker imports the app (~0.4 s of
+        CPU). With a login, the import then runs while the page syncs its chats: beside the
+        launch it took CPU from Chromium's start and page load on a two-core machine. With no
+        login the QR follows the page load at once and nobody sees it until the app serves
+        it, so the import runs beside Chromium's start. Either way none of it runs beside the
+        owner's short steps before the launch, each of which would wait up to the
+        interpreter's switch interval (5 ms) to resume (issue 20)."""
         return self._settled.wait(timeout)
 
     def submit(self, name: str, timeout: float) -> str:
@@ -329,7 +334,11 @@ class Session:
             if pending is not None:
                 pending.result = action.message
             return None
-        return self.effects.run(action)
+        try:
+            return self.effects.run(action)
+        finally:
+            if isinstance(action, S.Launch):
+                self._settled.set()
 
     def _recover_from_bug(self, exc: Exception) -> None:
         try:
