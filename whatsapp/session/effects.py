@@ -142,7 +142,8 @@ class Effects:
         # with no login the QR follows the page load at once and is of no use until the app
         # serves it, so as soon as Chromium's start is asked; with one, the owner settles once
         # the launch is over, and the import runs while the page syncs its chats.
-        starting = self.on_settled if not self.saved_login() else (lambda: None)
+        login = self.saved_login()  # read once: the launch and the page load do not change it
+        starting = self.on_settled if not login else (lambda: None)
         started = time.monotonic()
         browser = Browser.launch(self.config, self.profile_dir, self.config.session_dir / "chromedriver.log",
                                  starting=starting)
@@ -155,7 +156,7 @@ class Effects:
             browser.watch_page(self.on_page_change)  # no driver call; before the page, so its observer comes with it
         with self._driver() as running:
             running.driver.get(self.config.web_url)
-        return S.Launched(seconds=time.monotonic() - started, has_session=self.saved_login())
+        return S.Launched(seconds=time.monotonic() - started, has_session=login)
 
     def _readpage(self, action: S.ReadPage) -> S.Event:
         def work() -> S.Event:
