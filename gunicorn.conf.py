@@ -66,8 +66,9 @@ loglevel = _config.log_level.lower()
 
 def post_fork(server, worker):
     """Start the session in the worker right after the fork, before the app is imported:
-    Chromium launches first, and the app imports once the launch is over, while the page
-    reads its chats (whatsapp/early.py). `create_app` takes the running session over;
+    Chromium launches first, and the app imports once the session has settled (on a restart
+    after the launch's page load, on a first start once Chromium is asked for; at most
+    `early.SETTLE_S`, see whatsapp/early.py). `create_app` takes the running session over;
     `post_worker_init` then starts the rest."""
     import signal
 
