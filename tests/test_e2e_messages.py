@@ -148,6 +148,42 @@ def test_sigkill_while_sending_then_recovery_sends_exactly_once(servers, sim, vi
     assert done["waId"] in {m["waId"] for m in on_phone(sim, text=caught["text"])}
 
 
+def test_queued_at_a_restart_go_out_after_it_once(servers, sim):
+    """Accepted by a run that never started the session, then a restart with the saved
+    login: the new server opens its store beside the launch (not before it), counts what
+    waits, and sends it once each."""
+    server = ready_server(servers, sim)
+    server.stop()
+    idle = servers(env={**server.extra_env, "WHATSAPP_AUTO_INIT": "0"}, data_dir=server.data_dir)
+    queued = [send(idle, "15550002222", f"queued before the restart {i}") for i in range(3)]
+    assert idle.status()["status"] == "stopped" and idle.status()["outbox"]["queued"] == 3
+    idle.stop()
+    again = servers(env=server.extra_env, data_dir=server.data_dir)
+    for body in queued:
+        wait_status(again, body["id"])
+        assert len(on_phone(sim, text=body["text"])) == 1, body["text"]
+
+
+def test_a_damaged_message_store_does_not_hold_up_the_login(servers, sim):
+    """The store's file is damaged between two runs: the restart still comes back with its
+    login (the store opens beside the launch), POST /messages answers 503 naming the file,
+    the log says so once, and the file is left exactly as it was (it may hold messages)."""
+    server = ready_server(servers, sim)
+    send(server, "15550002222", "before the damage")
+    server.stop()
+    store = server.data_dir / "messages-energenie-whatsapp.sqlite3"
+    assert store.exists()
+    store.write_bytes(b"not a database any more, but accepted messages might be in here" * 64)
+    damaged = store.read_bytes()
+    again = servers(env=server.extra_env, data_dir=server.data_dir)
+    again.wait_status(lambda s: s["status"] == "ready", 60, "ready with the saved login")
+    code, body = again.post("/api/whatsapp/messages", {"to": "15550002222", "text": "after the damage"})
+    assert code == 503 and body["error"] == "store_unavailable", (code, body)
+    assert "damaged" in body["message"] and str(store) in body["message"], body
+    assert again.log().count("until it is repaired") == 1, again.log()
+    assert store.read_bytes() == damaged
+
+
 def test_an_outage_with_messages_queued_and_one_typed_offline(servers, sim):
     server = ready_server(servers, sim, env={"WHATSAPP_RECONNECT_MAX_ATTEMPTS": "30"})
     sim.outage(8)

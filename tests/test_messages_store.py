@@ -637,9 +637,7 @@ def test_sqlite_file_and_folder_are_owner_only(tmp_path):
     assert default_path(tmp_path, "energenie-whatsapp") == tmp_path / "messages-energenie-whatsapp.sqlite3"
 
 
-@pytest.mark.parametrize("damage", ["garbage", "truncated page"])
-def test_a_damaged_sqlite_file_is_named_and_left_alone(tmp_path, damage):
-    path = tmp_path / "messages-c.sqlite3"
+def _damaged(path: Path, damage: str) -> None:
     if damage == "garbage":
         path.write_bytes(b"this is not a database, but someone's accepted messages might be" * 100)
     else:
@@ -650,11 +648,58 @@ def test_a_damaged_sqlite_file_is_named_and_left_alone(tmp_path, damage):
         data = bytearray(path.read_bytes())
         data[4096 * 3:4096 * 3 + 600] = os.urandom(600)  # a page in the middle of the table
         path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated page"])
+def test_a_damaged_sqlite_file_is_named_and_left_alone(tmp_path, damage):
+    path = tmp_path / "messages-c.sqlite3"
+    _damaged(path, damage)
     before = path.read_bytes()
     with pytest.raises(StoreCorrupt) as caught:
         SqliteMessageStore(path, "c")
     assert str(path) in str(caught.value) and "damaged" in str(caught.value)
     assert isinstance(caught.value, StoreUnavailable)
+    assert path.read_bytes() == before
+
+
+def test_a_sqlite_store_opened_soon_is_waited_for_by_calls(tmp_path):
+    """A server's start: the store opens on a thread of its own (the integrity check reads
+    the whole file) and a call made meanwhile waits for it, then works; `then` runs after."""
+    path = tmp_path / "messages-c.sqlite3"
+    first = SqliteMessageStore(path, "c")
+    kept, _ = accept(first, "from before")
+    first.close()
+    store = SqliteMessageStore(path, "c", open_now=False)
+    opened = threading.Event()
+    try:
+        opening = store.open_soon(then=opened.set)
+        assert store.get(kept.id) == kept  # waits for the open under the store's lock
+        assert opened.wait(10)
+        opening.join(10)
+        assert not opening.is_alive()
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated page"])
+def test_a_damaged_sqlite_file_opened_soon_is_logged_once_and_refused_for_good(tmp_path, damage, caplog):
+    """The check beside the launch finds the damage: one error line naming the file, every
+    call then refuses with StoreCorrupt without opening the file again, and it is never written."""
+    path = tmp_path / "messages-c.sqlite3"
+    _damaged(path, damage)
+    before = path.read_bytes()
+    store = SqliteMessageStore(path, "c", open_now=False)
+    opened = threading.Event()
+    with caplog.at_level(logging.ERROR, logger="whatsapp.messages.store"):
+        store.open_soon(then=opened.set)
+        assert opened.wait(10)
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "until it is repaired" in errors[0] and str(path) in errors[0], errors
+    for _ in range(2):
+        with pytest.raises(StoreCorrupt, match="damaged"):
+            accept(store, "after the damage")
+    assert store._conn is None  # not opened again
+    store.close()
     assert path.read_bytes() == before
 
 

@@ -49,10 +49,11 @@ _stop_asked = False
 
 
 def build(config: Config) -> Parts:
-    """The parts, not started. The message store is opened now (SQLite) or lazily (PostgreSQL);
-    when it cannot be, the server still runs (the login matters most) and says why."""
+    """The parts, not started. The message store is not opened yet: `Session.start` opens it
+    beside the browser's launch (`MessageStore.open_soon`). When the store cannot be used,
+    the server still runs (the login matters most) and says why."""
     from .bus import Bus
-    from .messages import StoreCorrupt, StoreUnavailable, open_store
+    from .messages import StoreUnavailable, open_store
     from .persistence.profile import private_dir
     from .session import Session
 
@@ -61,24 +62,19 @@ def build(config: Config) -> Parts:
 
         log.info("messages and backups in PostgreSQL %s (from %s)", mask_url(config.database_url),
                  config.database_url_source)
+    try:
+        private_dir(config.session_dir)
+    except OSError as exc:  # a full disk, say: the store tries again at every call, the launch too
+        log.error("the data folder %s cannot be made yet: %s", config.session_dir, exc)
     store: MessageStore | None = None
     error: str | None = None
     try:
-        private_dir(config.session_dir)
         store = open_store(client_id=config.client_id, data_dir=config.session_dir,
-                           database_url=config.database_url, timeout_s=config.database_timeout_s)
-    except StoreCorrupt as exc:  # a person must look: it may hold accepted messages
-        log.error("the message store cannot be opened; POST /messages answers 503 until it is repaired: %s", exc)
+                           database_url=config.database_url, timeout_s=config.database_timeout_s,
+                           open_now=False)
+    except StoreUnavailable as exc:  # this SQLite is too old for the store
+        log.error("the message store cannot be used; POST /messages answers 503: %s", exc)
         error = str(exc)
-    except (StoreUnavailable, OSError) as exc:
-        log.error("the message store cannot be opened yet; POST /messages answers 503 until it can: %s", exc)
-        if config.database_url:  # PostgreSQL itself is reached lazily: this is the folder
-            error = str(exc)
-        else:  # a full disk, a folder not writable yet: every call tries again (once a second at most)
-            from .messages.sqlite import SqliteMessageStore, default_path
-
-            store = SqliteMessageStore(default_path(config.session_dir, config.client_id), config.client_id,
-                                       busy_timeout_s=config.database_timeout_s, open_now=False)
     bus = Bus(config.client_id)
     return Parts(config, bus, store, error, Session(config, bus, store=store))
 

@@ -32,6 +32,7 @@ from ..messages import (
     NotCancellable,
     NotFound,
     OutboxFull,
+    StoreCorrupt,
     StoreFull,
     StoreUnavailable,
     body_hash,
@@ -108,6 +109,8 @@ def _stored(call: Callable[[], Any]) -> Any:
     except StoreFull as exc:
         raise ApiError(507, f"{exc} Nothing was stored; try again when there is room.",
                        "insufficient_storage") from None
+    except StoreCorrupt as exc:  # not temporary: no "try again" (the text says what to do)
+        raise ApiError(503, f"{exc}. Nothing was changed.", "store_unavailable") from None
     except StoreUnavailable as exc:
         raise ApiError(503, f"{exc} Nothing was changed; try again.", "store_unavailable",
                        headers={"Retry-After": "5"}) from None

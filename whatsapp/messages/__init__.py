@@ -51,14 +51,16 @@ __all__ = ["ErrorCode", "IdempotencyMismatch", "IncomingMessage", "InvalidCursor
 
 
 def open_store(*, client_id: str, data_dir: str | os.PathLike[str], database_url: str | None = None,
-               timeout_s: float = 5.0) -> MessageStore:
+               timeout_s: float = 5.0, open_now: bool = True) -> MessageStore:
     """PostgreSQL at `database_url` when given (nothing contacted yet), else SQLite at
-    `<data_dir>/messages-<client id>.sqlite3` (opened now: may raise StoreCorrupt or
-    StoreUnavailable). `timeout_s` bounds each database call."""
+    `<data_dir>/messages-<client id>.sqlite3` (with `open_now`, opened now: may raise
+    StoreCorrupt or StoreUnavailable; else at the first call, or by `open_soon`).
+    `timeout_s` bounds each database call."""
     if database_url:
         from .postgres import PostgresMessageStore
 
         return PostgresMessageStore(database_url, client_id, timeout_s=timeout_s)
     from .sqlite import SqliteMessageStore, default_path
 
-    return SqliteMessageStore(default_path(data_dir, client_id), client_id, busy_timeout_s=timeout_s)
+    return SqliteMessageStore(default_path(data_dir, client_id), client_id, busy_timeout_s=timeout_s,
+                              open_now=open_now)

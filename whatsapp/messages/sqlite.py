@@ -7,10 +7,12 @@ second connection would add in SQLite's own locking, and `BEGIN IMMEDIATE` with 
 timeout covers another process opening the same file (the owner-only profile lock
 normally prevents that). The file and its WAL are owner-only (0o600).
 
-A store that could not be opened at start (a full disk, a folder not writable yet) is made
-with `open_now=False`: every call then tries to open it again (at most once a second) and
-raises StoreUnavailable meanwhile, so that the server accepts once the cause is gone,
-without a restart.
+A server makes its store with `open_now=False` and opens it beside the browser's launch
+(`MessageStore.open_soon`): the integrity check at the open reads the whole file. A store
+that could not be opened (a full disk, a folder not writable yet) is tried again at every
+call (at most once a second), StoreUnavailable meanwhile, so that the server accepts once
+the cause is gone, without a restart. A damaged file is not tried again: every call raises
+StoreCorrupt (a person must look; the file is never written).
 """
 from __future__ import annotations
 
@@ -71,6 +73,7 @@ class SqliteMessageStore(SqlStore):
         self._closed = False
         self._open_error: str | None = None
         self._next_open = 0.0
+        self._corrupt: str | None = None  # why the file cannot be used: it is not opened again
         self._conn: sqlite3.Connection | None = self._open() if open_now else None
 
     def __repr__(self) -> str:
@@ -159,13 +162,19 @@ class SqliteMessageStore(SqlStore):
             self._lock.release()
 
     def _reopen(self, what: str) -> sqlite3.Connection:
-        """Open a store made with `open_now=False` (under the lock); StoreUnavailable until it opens."""
+        """Open a store made with `open_now=False` (under the lock); StoreUnavailable until it
+        opens, StoreCorrupt for good once the file was found damaged."""
         if self._closed:
             raise StoreUnavailable(f"{what}: the message store {self.path} is closed")
+        if self._corrupt is not None:
+            raise StoreCorrupt(self._corrupt)
         if time.monotonic() < self._next_open:
             raise StoreUnavailable(f"{what}: the message store could not be opened: {self._open_error}")
         try:
             self._conn = self._open()
+        except StoreCorrupt as exc:
+            self._corrupt = str(exc)
+            raise
         except StoreUnavailable as exc:
             self._open_error, self._next_open = str(exc), time.monotonic() + REOPEN_EVERY_S
             raise

@@ -10,10 +10,14 @@ during COMMIT cannot tell), which is what idempotency keys are for.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+import logging
+import threading
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from .model import IncomingMessage, Kind, Message, OutgoingMessage, Status
+
+log = logging.getLogger(__name__)
 
 IDEMPOTENCY_KEEP_S = 24 * 3600  # contract: keys are kept 24 h at least
 MAX_LIMIT = 500
@@ -205,6 +209,30 @@ class MessageStore(abc.ABC):
     @abc.abstractmethod
     def check(self) -> None:
         """Open / create the schema now; raises StoreUnavailable (or StoreCorrupt) if it cannot."""
+
+    def open_soon(self, then: Callable[[], None] | None = None) -> threading.Thread:
+        """`check()` on a thread of its own (returned, started), then `then()`, also when the
+        open failed (calls then fail as they would have). A failure is logged here, once.
+
+        For a server's start: opening reads the whole SQLite file (its integrity check, 0.2 s
+        at 100,000 messages here and 1.4 s at 500,000, without Python's GIL) or connects to
+        PostgreSQL, and the browser's launch must not wait for either. Calls meanwhile wait
+        for the open (SQLite, within its busy timeout) or take a connection of their own."""
+        def run() -> None:
+            try:
+                self.check()
+            except StoreCorrupt as exc:  # a person must look: it may hold accepted messages
+                log.error("the message store cannot be opened; POST /messages answers 503 until it is "
+                          "repaired: %s", exc)
+            except StoreUnavailable as exc:
+                log.error("the message store cannot be opened yet; POST /messages answers 503 until it "
+                          "can: %s", exc)
+            if then is not None:
+                then()
+
+        thread = threading.Thread(target=run, name="message-store-open", daemon=True)
+        thread.start()
+        return thread
 
     @abc.abstractmethod
     def close(self) -> None:

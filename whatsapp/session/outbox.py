@@ -12,6 +12,7 @@ back) and prunes old idempotency keys, once a minute.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -30,7 +31,9 @@ class Outbox:
         self.ttl = timedelta(seconds=ttl_s)
         self.publish = publish
         self.waiting = False
-        self.housekeeping_at = 0.0           # monotonic: the next housekeeping
+        # monotonic: the next housekeeping; the first is made due once the store has opened
+        # (`start`), so that nothing of the owner's waits for the store before the launch.
+        self.housekeeping_at = time.monotonic() + HOUSEKEEPING_S
         self._counts: dict = {"queued": 0, "sending": 0, "oldestQueuedAgeS": None}
         self._counted_at = time.monotonic()
 
@@ -58,10 +61,23 @@ class Outbox:
         except StoreUnavailable:
             pass  # the store's trouble is logged where it matters (the API, the sender)
 
-    def start(self) -> None:
-        """At the owner's start: anything left from before (queued, or sending at a crash)?"""
-        self.count()
-        self.waiting = bool(self._counts.get("queued") or self._counts.get("sending"))
+    def start(self, opened: Callable[[], None]) -> threading.Thread | None:
+        """At the session's start: open the store beside the browser's launch
+        (`MessageStore.open_soon`, on a thread of its own, returned), then count what is left
+        from before (queued, or sending at a crash: `waiting`), make the first housekeeping
+        due, and call `opened()` (also when the open failed: calls then fail as usual).
+        Until then nothing of the owner's waits for the store."""
+        if self.store is None:
+            return None
+
+        def done() -> None:
+            self.count()
+            if self._counts.get("queued") or self._counts.get("sending"):
+                self.waiting = True
+            self.housekeeping_at = 0.0
+            opened()
+
+        return self.store.open_soon(then=done)
 
     def housekeeping(self) -> None:
         self.housekeeping_at = time.monotonic() + HOUSEKEEPING_S

@@ -31,6 +31,7 @@ QR_VIEW_WINDOW_S = 120.0    # a QR page fetched this recently means someone is l
 PICKUP_S = 2.0              # a stop command not picked up by then: the owner may be stuck
 _POKE = object()            # in the queue: the outbox changed
 _PAGE_CHANGED = object()    # in the queue: the page told of a change (web/watch.py)
+_OPENED = object()          # in the queue: the message store has opened (Outbox.start)
 
 
 class ShuttingDown(Exception):
@@ -155,7 +156,9 @@ class Session:
         version.warm_up_soon(self.config.chrome_bin, self.config.session_dir)
         self.keeper.start()
         self._snapshot = self._snapshot.replace(has_session=self.effects.saved_login())
-        self.outbox.start()
+        # The store opens beside the launch; the owner is woken once it has (housekeeping,
+        # and anything left from before to send).
+        self.outbox.start(opened=lambda: self._wake_once(_OPENED))
         if self.config.auto_init:  # queued first: the thread must not look idle before it
             self._queue.put(_Pending(S.Command.INITIALIZE))
         self._thread = threading.Thread(target=self._run, name="whatsapp-session", daemon=True)
@@ -266,6 +269,10 @@ class Session:
                     self.outbox.count()
                     self.outbox.waiting = True
                     self._dispatch(S.OutboxChanged())
+                elif pending is _OPENED:
+                    self._woken(_OPENED)
+                    if self.outbox.waiting:
+                        self._dispatch(S.OutboxChanged())
                 elif pending is _PAGE_CHANGED:
                     self._woken(_PAGE_CHANGED)
                     self._dispatch(S.PageChanged())
