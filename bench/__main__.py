@@ -21,8 +21,8 @@ from .common import SYNC_SECONDS, Context, link, product_config
 from .report import print_breakdown, print_table
 
 RESULTS = Path(__file__).resolve().parent / "results"
-MEASUREMENTS = ("restart", "initialize", "sending", "receiving", "accept", "latency", "growth", "shutdown", "backup",
-                "memory", "profile", "slow_clients")
+MEASUREMENTS = ("restart", "history", "initialize", "sending", "receiving", "accept", "latency", "growth", "shutdown",
+                "backup", "memory", "profile", "slow_clients")
 
 
 def _versions() -> dict:
@@ -84,13 +84,15 @@ def main(argv=None) -> int:
 
         if only - {"slow_clients", "accept"}:  # the others start from a linked profile
             step("link", link_profile)
-        from . import accepting, backups, breakdown, growth, latency, memory, messaging, startup
+        from . import accepting, backups, breakdown, growth, history, latency, memory, messaging, startup
 
         restart = None
         if "restart" in only or "shutdown" in only or "backup" in only:
             restart = step("restart", lambda: startup.restart_to_ready(ctx, linked))
             if restart and "restart" not in only:  # run only for the shutdown or backup figures
                 rows = [r for r in rows if r.name.startswith("SIGTERM") or r not in restart["rows"]]
+        if "history" in only:
+            step("history", lambda: history.restart_with_history(ctx, linked))
         if "initialize" in only:
             step("initialize", lambda: startup.initialize_to_qr(ctx))
         if only & {"sending", "receiving"}:

@@ -104,7 +104,7 @@ class TimedServer:
         return found
 
 
-def _floor_run(ctx: Context, profile: Path, wait: str, attribute: str | None = None) -> tuple[float, dict]:
+def floor_run(ctx: Context, profile: Path, wait: str, attribute: str | None = None) -> tuple[float, dict]:
     floor = FloorProcess(ctx, profile, wait=wait, attribute=attribute)
     try:
         t0 = floor.start()
@@ -140,13 +140,13 @@ def restart_to_ready(ctx: Context, linked: Path) -> dict:
         finally:
             timed.server.stop()
 
-    def floor_run() -> None:
-        seen, marks = _floor_run(ctx, copy_profile(profile_of(linked), ctx.path("floor-profile")), "#pane-side")
+    def floor_one() -> None:
+        seen, marks = floor_run(ctx, copy_profile(profile_of(linked), ctx.path("floor-profile")), "#pane-side")
         floor_s.append(seen)
         floor_marks.append(marks)
 
     for run in range(ctx.runs):
-        for step in ((server_run, floor_run) if run % 2 == 0 else (floor_run, server_run)):
+        for step in ((server_run, floor_one) if run % 2 == 0 else (floor_one, server_run)):
             step()
         ctx.log(f"  restart run {run + 1}: server {server_s[-1]:.2f} s, floor {floor_s[-1]:.2f} s, "
                 f"SIGTERM {stops[-1]['all'] or float('nan'):.2f} s")
@@ -205,15 +205,15 @@ def initialize_to_qr(ctx: Context) -> dict:
         finally:
             timed.server.stop()
 
-    def floor_run() -> None:
+    def floor_one() -> None:
         profile = ctx.path("floor-fresh")
         profile.mkdir()
-        seen, marks = _floor_run(ctx, profile, "div[data-ref]", "data-ref")
+        seen, marks = floor_run(ctx, profile, "div[data-ref]", "data-ref")
         floor_s.append(seen)
         floor_marks.append(marks)
 
     for run in range(ctx.runs):
-        steps = (first_start, floor_run, post_initialize) if run % 2 == 0 else (floor_run, first_start, post_initialize)
+        steps = (first_start, floor_one, post_initialize) if run % 2 == 0 else (floor_one, first_start, post_initialize)
         for step in steps:
             step()
         ctx.log(f"  initialize run {run + 1}: first start {first_s[-1]:.2f} s, floor {floor_s[-1]:.2f} s, "
