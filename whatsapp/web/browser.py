@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import psutil
 from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.options import Options as ChromeOptions
 from selenium.webdriver.chrome.service import Service
@@ -207,6 +206,8 @@ class Browser:
 
     def browser_pid(self) -> int | None:
         """The main Chromium process (the one without `--type=`) on our profile."""
+        import psutil  # lazily, as in processes.py
+
         for proc in group_members(self.pgid):
             try:
                 cmdline = proc.cmdline()
