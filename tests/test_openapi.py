@@ -221,3 +221,22 @@ def test_the_docs_page_shows_every_operation_in_chromium_with_its_csp(tmp_path, 
             assert not problems, problems
     finally:
         server.stop()
+
+
+def test_answers_are_checked_against_their_declaration_all_at_first_then_sampled(monkeypatch, caplog):
+    """Each operation and status: every answer of the first CHECK_ALL is checked, then one in
+    CHECK_EVERY (a check costs about a tenth of an accept's CPU); a mismatch is logged, the
+    answer still goes out as it was."""
+    import flask
+
+    monkeypatch.setattr(operations, "CHECK_ALL", 3)
+    monkeypatch.setattr(operations, "CHECK_EVERY", 4)
+    declared = operations.Operation("a test", replies={200: operations.Reply("an error body", schemas.ErrorBody)})
+    app = flask.Flask(__name__)
+    sent = []
+    with app.test_request_context("/api/whatsapp/test"), caplog.at_level("ERROR", logger=operations.__name__):
+        for _ in range(12):
+            sent.append(declared.reply(200, {"unexpected": True}).get_json())
+    logged = [r for r in caplog.records if operations.MISMATCH in r.getMessage()]
+    assert len(logged) == 3 + 2  # answers 0, 1, 2, then 4 and 8
+    assert sent == [{"unexpected": True}] * 12
