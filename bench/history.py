@@ -8,6 +8,7 @@ the store opens beside the browser's launch, not before it. The row shows it fro
 """
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import time
 from datetime import UTC, datetime
@@ -67,8 +68,9 @@ def restart_with_history(ctx: Context, linked: Path) -> dict:
     folder = copy_profile(linked, ctx.path("history"))
     path = fill_history(folder, HISTORY)
     size_mib = path.stat().st_size / 2**20
-    opened = store_open_s(Path(copy_profile(path.parent, ctx.path("history-store"))) / path.name,
-                          1 if ctx.quick else 3)
+    copy = ctx.path("history-store")
+    copy.mkdir()
+    opened = store_open_s(Path(shutil.copy2(path, copy / path.name)), 1 if ctx.quick else 3)
     server_s: list[float] = []
     floor_s: list[float] = []
 

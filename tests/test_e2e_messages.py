@@ -166,8 +166,9 @@ def test_queued_at_a_restart_go_out_after_it_once(servers, sim):
 
 def test_a_damaged_message_store_does_not_hold_up_the_login(servers, sim):
     """The store's file is damaged between two runs: the restart still comes back with its
-    login (the store opens beside the launch), POST /messages answers 503 naming the file,
-    the log says so once, and the file is left exactly as it was (it may hold messages)."""
+    login, POST /messages answers 503 naming the file, the log says so once (the open beside
+    the launch found it; no call opens it again), and the file is left exactly as it was (it
+    may hold accepted messages)."""
     server = ready_server(servers, sim)
     send(server, "15550002222", "before the damage")
     server.stop()

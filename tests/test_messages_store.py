@@ -664,20 +664,30 @@ def test_a_damaged_sqlite_file_is_named_and_left_alone(tmp_path, damage):
 
 def test_a_sqlite_store_opened_soon_is_waited_for_by_calls(tmp_path):
     """A server's start: the store opens on a thread of its own (the integrity check reads
-    the whole file) and a call made meanwhile waits for it, then works; `then` runs after."""
+    the whole file). A call made while the open cannot finish (here another process holds
+    the write lock the open needs) waits for it instead of failing, then works; `then` runs."""
     path = tmp_path / "messages-c.sqlite3"
     first = SqliteMessageStore(path, "c")
     kept, _ = accept(first, "from before")
     first.close()
-    store = SqliteMessageStore(path, "c", open_now=False)
-    opened = threading.Event()
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    store = SqliteMessageStore(path, "c", busy_timeout_s=20, open_now=False)
+    opened, answered = threading.Event(), threading.Event()
+    got: list = []
     try:
         opening = store.open_soon(then=opened.set)
-        assert store.get(kept.id) == kept  # waits for the open under the store's lock
-        assert opened.wait(10)
+        caller = threading.Thread(target=lambda: (got.append(store.get(kept.id)), answered.set()))
+        caller.start()
+        assert not answered.wait(0.5) and not opened.is_set()  # both held up by the open
+        other.execute("ROLLBACK")
+        assert answered.wait(15) and opened.wait(15)
+        assert got == [kept]
         opening.join(10)
-        assert not opening.is_alive()
+        caller.join(10)
+        assert not opening.is_alive() and not caller.is_alive()
     finally:
+        other.close()
         store.close()
 
 
