@@ -1,7 +1,7 @@
 """A restart with a long message history: the server's data folder holds `HISTORY` sent
 messages (a few months of a business's traffic), beside the same floor as a plain restart.
 
-SQLite's integrity check at the store's open reads the whole file (here about 0.2 s at
+SQLite's integrity check at the store's open reads the whole file (here 0.2-0.3 s at
 100,000 messages, 1.4 s at 500,000), so the cost of a start must not grow with the history:
 the store opens beside the browser's launch, not before it. The row shows it from outside
 (Popen -> the log line of `ready`), and the open itself is timed in-process on a copy.

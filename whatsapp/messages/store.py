@@ -214,7 +214,7 @@ class MessageStore(abc.ABC):
         """`check()` on a thread of its own (returned, started), then `then()`, also when the
         open failed (calls then fail as they would have). A failure is logged here, once.
 
-        For a server's start: opening reads the whole SQLite file (its integrity check, 0.2 s
+        For a server's start: opening reads the whole SQLite file (its integrity check, 0.2-0.3 s
         at 100,000 messages here and 1.4 s at 500,000, without Python's GIL) or connects to
         PostgreSQL, and the browser's launch must not wait for either. Calls meanwhile wait
         for the open (SQLite, within its busy timeout) or take a connection of their own."""
