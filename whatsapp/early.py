@@ -49,12 +49,12 @@ _stop_asked = False
 
 
 def build(config: Config) -> Parts:
-    """The parts, not started. The message store is not opened yet: `Session.start` opens it
-    beside the browser's launch (`MessageStore.open_soon`). When the store cannot be used,
-    the server still runs (the login matters most) and says why."""
+    """The parts, not started. The message store is not opened yet: `Session.start` makes the
+    data folder owner-only, then opens the store beside the browser's launch
+    (`MessageStore.open_soon`). When the store cannot be used, the server still runs (the
+    login matters most) and says why."""
     from .bus import Bus
     from .messages import StoreUnavailable, open_store
-    from .persistence.profile import private_dir
     from .session import Session
 
     if config.database_url:
@@ -62,10 +62,6 @@ def build(config: Config) -> Parts:
 
         log.info("messages and backups in PostgreSQL %s (from %s)", mask_url(config.database_url),
                  config.database_url_source)
-    try:
-        private_dir(config.session_dir)
-    except OSError as exc:  # a full disk, say: the store tries again at every call, the launch too
-        log.error("the data folder %s cannot be made yet: %s", config.session_dir, exc)
     store: MessageStore | None = None
     error: str | None = None
     try:

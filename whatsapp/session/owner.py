@@ -156,11 +156,12 @@ class Session:
         version.warm_up_soon(self.config.chrome_bin, self.config.session_dir)
         self.keeper.start()
         self._snapshot = self._snapshot.replace(has_session=self.effects.saved_login())
-        # The store opens beside the launch; the owner is woken once it has (housekeeping,
-        # and anything left from before to send).
-        self.outbox.start(opened=lambda: self._wake_once(_OPENED))
         if self.config.auto_init:  # queued first: the thread must not look idle before it
             self._queue.put(_Pending(S.Command.INITIALIZE))
+        # The store opens beside the launch; the owner is woken once it has (housekeeping,
+        # and anything left from before to send). After INITIALIZE: a small store opens in
+        # milliseconds, and its wake must not come before the launch in the queue.
+        self.outbox.start(opened=lambda: self._wake_once(_OPENED))
         self._thread = threading.Thread(target=self._run, name="whatsapp-session", daemon=True)
         self._thread.start()
 
